@@ -1,0 +1,11 @@
+"""distill: pre-trained distillation of small BERTs on GLUE (Turc et al. 2019).
+
+Importing any part of the package selects tf-keras (Keras 2) before TensorFlow
+is imported: TF Hub's `hub.KerasLayer` and our SavedModels are tf-keras objects.
+"""
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+__version__ = "0.1.0"

@@ -1,0 +1,91 @@
+"""The `distill` command: the whole recipe, or one stage of it.
+
+    distill run CONFIG --output DIR [--set key=value ...]   # every stage, skipping done ones
+    distill teacher|label|train|finetune|evaluate CONFIG --output DIR [--set ...]
+    distill demo --output DIR                               # offline, locally built encoders
+
+Bad input ends with one line on stderr naming the file, line or field, and exit
+status 2; nothing already written is changed.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
+from distill.errors import UserError
+
+STAGE_COMMANDS = {
+    "teacher": "fine-tune the teacher on the labeled data",
+    "label": "label the transfer data into the soft-label store",
+    "train": "distill the student from the store",
+    "finetune": "fine-tune the student on the labeled data",
+    "evaluate": "dev metrics and GLUE test predictions",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="distill", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(name, help_text):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("config", help="YAML config, e.g. configs/glue/sst2.yaml")
+        p.add_argument("--output", required=True, help="run directory")
+        p.add_argument("--set", dest="overrides", action="append", default=[],
+                       metavar="KEY=VALUE", help="override a config field, e.g. student.alpha=0.5")
+        return p
+
+    with_config("run", "run the whole recipe (skips stages already complete)")
+    for name, help_text in STAGE_COMMANDS.items():
+        p = with_config(name, help_text)
+        if name == "label":
+            p.add_argument("--worker", type=int, default=0, help="this worker's index w")
+            p.add_argument("--num-workers", type=int, default=1,
+                           help="number of workers W; worker w writes shards k = w (mod W)")
+    demo = sub.add_parser("demo", help="run the whole recipe offline on built-in data and encoders")
+    demo.add_argument("--output", required=True, help="run directory")
+    demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    return parser
+
+
+def _dispatch(args) -> None:
+    from distill import config as config_lib
+    from pipelines import demo, glue
+
+    if args.command == "demo":
+        demo.run(args.output, args.overrides)
+        return
+    cfg = config_lib.load(args.config, args.overrides)
+    if args.command == "run":
+        glue.run(cfg, args.output)
+        return
+    cfg = glue.prepare(cfg, args.output)
+    stage = {"train": "distill"}.get(args.command, args.command)
+    if stage == "label":
+        if not 0 <= args.worker < args.num_workers:
+            raise UserError(f"--worker {args.worker}: expected 0 <= worker < --num-workers "
+                            f"({args.num_workers}).")
+        glue.STAGES["label"](cfg, args.output, args.worker, args.num_workers)
+    elif stage == "evaluate":
+        glue.STAGES["evaluate"](cfg, args.output)
+        glue.STAGES["report"](cfg, args.output)
+    else:
+        glue.STAGES[stage](cfg, args.output)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        _dispatch(args)
+    except UserError as e:
+        print(f"distill: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("distill: interrupted; rerun the same command to resume.", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

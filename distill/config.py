@@ -1,0 +1,225 @@
+"""Typed run configuration: defaults -> YAML -> `--set key=value` overrides -> validate.
+
+Every field is documented here; `configs/*.yaml` set only what differs. An
+unknown key is an error that suggests the closest valid name. The resolved
+config is saved as `config.yaml` in the run directory.
+
+    distill run configs/glue/sst2.yaml --output runs/sst2 --set student.alpha=0.5
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+import types
+import typing
+
+import yaml
+
+from distill import tasks as tasks_lib
+from distill.errors import UserError
+from distill.training import Schedule
+
+HUB = "https://tfhub.dev/tensorflow"
+PREPROCESSOR = f"{HUB}/bert_en_uncased_preprocess/3"
+BERT_LARGE = f"{HUB}/bert_en_uncased_L-24_H-1024_A-16/4"
+SMALL_BERT = f"{HUB}/small_bert/bert_en_uncased_L-12_H-512_A-8/2"
+STAGES = ("distill", "finetune")
+
+
+@dataclasses.dataclass
+class DataConfig:
+    labeled: str = "tfds"  # Labeled data D_L: "tfds[:DATA_DIR]" or "glue_dir:PATH".
+    # Transfer data D_T, read in this order: "labeled:SPLIT" (D_L's split, gold
+    # labels kept in the store but not needed) or "text:PATH" (one text per line).
+    transfer: list = dataclasses.field(default_factory=lambda: ["labeled:train"])
+    max_train_examples: typing.Optional[int] = None  # Keep the first N of D_L's train split.
+    max_transfer_examples: typing.Optional[int] = None  # Keep the first N of each transfer entry.
+    max_eval_examples: typing.Optional[int] = None  # Keep the first N of each dev/test split.
+
+
+@dataclasses.dataclass
+class TeacherConfig:
+    encoder: str = BERT_LARGE  # TF Hub handle or local SavedModel of the teacher's encoder.
+    preprocessor: str = PREPROCESSOR  # Hub preprocessor handle/dir, or a WordPiece vocab.txt.
+    lower_case: bool = True  # Only used when `preprocessor` is a vocab.txt.
+    seq_length: int = 128
+    finetuned: typing.Optional[str] = None  # A classifier SavedModel trained elsewhere: skips fine-tuning.
+    train: Schedule = dataclasses.field(
+        default_factory=lambda: Schedule(epochs=3, batch_size=32, learning_rate=2e-5))
+    label_batch_size: int = 256  # Batch size when labeling D_T.
+    shard_size: int = 10_000  # Records per soft-label shard.
+
+
+@dataclasses.dataclass
+class StudentConfig:
+    encoder: str = SMALL_BERT  # Pre-trained compact student (any of the 24 small BERTs).
+    preprocessor: str = PREPROCESSOR
+    lower_case: bool = True
+    seq_length: int = 128
+    init: str = "pretrained"  # "pretrained" (the paper's PD) or "random" (plain distillation).
+    stages: list = dataclasses.field(default_factory=lambda: ["distill"])  # Subset of STAGES, in order.
+    loss: str = "soft_ce"  # distill.losses: soft_ce | kl | mse (STS-B uses mse).
+    temperature: float = 1.0
+    alpha: float = 0.0  # Weight of the hard-label loss where the store has gold labels.
+    distill: Schedule = dataclasses.field(
+        default_factory=lambda: Schedule(epochs=3, batch_size=32, learning_rate=1e-4))
+    finetune: Schedule = dataclasses.field(
+        default_factory=lambda: Schedule(epochs=3, batch_size=32, learning_rate=5e-5))
+
+
+@dataclasses.dataclass
+class Config:
+    task: str = "sst2"  # One of distill.tasks.TASKS.
+    seed: int = 0
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    teacher: TeacherConfig = dataclasses.field(default_factory=TeacherConfig)
+    student: StudentConfig = dataclasses.field(default_factory=StudentConfig)
+    eval_batch_size: int = 128
+    # Turns any config into a smoke run: 64 examples per split, a few steps per stage.
+    runlocal: bool = False
+
+
+def _fields(cls) -> dict:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _all_keys(cls, prefix="") -> list[str]:
+    keys = []
+    for name, hint in _fields(cls).items():
+        keys.append(prefix + name)
+        if dataclasses.is_dataclass(hint):
+            keys += _all_keys(hint, f"{prefix}{name}.")
+    return keys
+
+
+def _coerce(value, hint, key: str):
+    """Checks `value` against the field's type; YAML's '2e-5' strings become floats."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        hint = next(o for o in options if o is not type(None))
+    if hint is float and isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    elif hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    elif hint is list and isinstance(value, (list, tuple)):
+        return list(value)
+    elif hint in (str, bool) and isinstance(value, hint):
+        return value
+    raise UserError(f"Config key {key}: expected {getattr(hint, '__name__', hint)}; "
+                    f"received {value!r}.")
+
+
+def _unknown(key: str, cls) -> UserError:
+    close = difflib.get_close_matches(key, _all_keys(cls), n=1, cutoff=0.6)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return UserError(f"Config key {key!r} does not exist.{hint}")
+
+
+def _apply(obj, updates: dict, prefix: str = ""):
+    fields = _fields(type(obj))
+    for name, value in updates.items():
+        key = prefix + name
+        if name not in fields:
+            raise _unknown(key, Config)
+        hint = fields[name]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, dict):
+                raise UserError(f"Config key {key}: expected a mapping; received {value!r}.")
+            _apply(getattr(obj, name), value, key + ".")
+        else:
+            setattr(obj, name, _coerce(value, hint, key))
+
+
+def _parse_override(item: str) -> tuple[list[str], object]:
+    if "=" not in item:
+        raise UserError(f"--set {item!r}: expected key=value, e.g. student.alpha=0.5.")
+    key, raw = item.split("=", 1)
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        value = raw  # Bare strings (paths, handles) need no quotes.
+    if raw in ("true", "false"):
+        value = raw == "true"
+    if raw in ("null", "None"):
+        value = None
+    return key.strip().split("."), value
+
+
+def load(path: str | None = None, overrides: typing.Sequence[str] = ()) -> Config:
+    """Builds the config from defaults, the YAML file at `path` and `key=value` overrides.
+
+    Raises:
+      UserError: unreadable YAML, unknown key, wrong type or invalid value.
+    """
+    cfg = Config()
+    if path is not None:
+        try:
+            with open(path) as f:
+                data = yaml.safe_load(f) or {}
+        except FileNotFoundError:
+            raise UserError(f"Config file {path} does not exist.") from None
+        except yaml.YAMLError as e:
+            raise UserError(f"Config file {path} is not valid YAML: {e}") from e
+        if not isinstance(data, dict):
+            raise UserError(f"Config file {path}: expected a mapping at the top level.")
+        _apply(cfg, data)
+    for item in overrides:
+        keys, value = _parse_override(item)
+        nested = value
+        for k in reversed(keys):
+            nested = {k: nested}
+        print(f"Overriding: {'.'.join(keys)} = {value!r}")
+        _apply(cfg, nested)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Checks values that types alone do not; raises UserError naming the field."""
+    task = tasks_lib.get(cfg.task)
+    if cfg.student.init not in ("pretrained", "random"):
+        raise UserError(f"student.init: expected 'pretrained' or 'random'; "
+                        f"received {cfg.student.init!r}.")
+    bad = [s for s in cfg.student.stages if s not in STAGES]
+    if bad or not cfg.student.stages:
+        raise UserError(f"student.stages: expected a non-empty list from {list(STAGES)}; "
+                        f"received {cfg.student.stages!r}.")
+    if not 0.0 <= cfg.student.alpha <= 1.0:
+        raise UserError(f"student.alpha: expected a value in [0, 1]; received {cfg.student.alpha}.")
+    if cfg.student.temperature <= 0:
+        raise UserError(f"student.temperature: expected > 0; received {cfg.student.temperature}.")
+    if task.is_regression and cfg.student.loss != "mse":
+        raise UserError(f"student.loss: {task.name} is a regression task; expected 'mse', "
+                        f"received {cfg.student.loss!r}.")
+    for entry in cfg.data.transfer:
+        if not str(entry).startswith(("labeled:", "text:")):
+            raise UserError(f"data.transfer: entry {entry!r} must start with 'labeled:' or 'text:'.")
+
+
+def to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def dump(cfg: Config, path: str) -> None:
+    with open(path, "w") as f:
+        yaml.safe_dump(to_dict(cfg), f, sort_keys=False)
+
+
+def smoke(cfg: Config) -> Config:
+    """The `runlocal` switch: tiny data, a few steps, same code path."""
+    if not cfg.runlocal:
+        return cfg
+    cfg = dataclasses.replace(cfg)
+    for key in ("max_train_examples", "max_transfer_examples", "max_eval_examples"):
+        setattr(cfg.data, key, min(64, getattr(cfg.data, key) or 64))
+    for schedule in (cfg.teacher.train, cfg.student.distill, cfg.student.finetune):
+        schedule.epochs = min(schedule.epochs, 1)
+    cfg.teacher.shard_size = min(cfg.teacher.shard_size, 32)
+    return cfg

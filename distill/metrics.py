@@ -1,0 +1,36 @@
+"""GLUE's official metrics through scikit-learn and scipy.
+
+Matthews correlation for CoLA, F1 and accuracy for MRPC and QQP, Pearson and
+Spearman for STS-B, accuracy for the rest. A task's score is the mean of its
+metrics, as on the GLUE leaderboard.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+from sklearn import metrics as skm
+
+from distill import tasks as tasks_lib
+
+_METRICS = {
+    "accuracy": lambda y, p: skm.accuracy_score(y, p),
+    "f1": lambda y, p: skm.f1_score(y, p),
+    "matthews_corrcoef": lambda y, p: skm.matthews_corrcoef(y, p),
+    "pearson": lambda y, p: stats.pearsonr(y, p)[0],
+    "spearman": lambda y, p: stats.spearmanr(y, p)[0],
+}
+
+
+def predictions(task: tasks_lib.Task, logits: np.ndarray) -> np.ndarray:
+    """Class indices, or the regression value."""
+    logits = np.asarray(logits)
+    return logits[:, 0] if task.is_regression else logits.argmax(axis=-1)
+
+
+def compute(task: tasks_lib.Task, labels, logits) -> dict[str, float]:
+    """The task's metrics plus `score` (their mean), as floats."""
+    preds = predictions(task, logits)
+    labels = np.asarray(labels)
+    result = {name: float(_METRICS[name](labels, preds)) for name in task.metrics}
+    result["score"] = float(np.mean([result[m] for m in task.metrics]))
+    return result

@@ -1,0 +1,94 @@
+"""Classifiers: an encoder's `pooled_output`, dropout and a dense layer to the task's outputs.
+
+Teacher and student are the same kind of model (Devlin et al. 2019, Sec. 4.1).
+`export` saves a trained one as a SavedModel whose `serving_default` maps the
+encoder inputs to `logits`; `load` gives that back as a function, so a teacher
+fine-tuned elsewhere can be supplied ready in the same format.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
+import numpy as np
+import tensorflow as tf
+
+from distill import encoders
+from distill.errors import UserError
+
+META = "classifier.json"
+
+
+def build(encoder_handle: str, num_outputs: int, dropout: float = 0.1,
+          encoder: tf.keras.layers.Layer | None = None) -> tf.keras.Model:
+    """A classifier over the encoder at `encoder_handle` (or an already loaded `encoder`)."""
+    inputs = {n: tf.keras.Input((None,), dtype=tf.int32, name=n) for n in encoders.INPUT_NAMES}
+    encoder = encoder or encoders.load(encoder_handle, trainable=True)
+    pooled = encoder(inputs)["pooled_output"]
+    x = tf.keras.layers.Dropout(dropout)(pooled)
+    logits = tf.keras.layers.Dense(
+        num_outputs, kernel_initializer=tf.keras.initializers.TruncatedNormal(stddev=0.02),
+        name="logits")(x)
+    return tf.keras.Model(inputs, logits, name="classifier")
+
+
+def export(model: tf.keras.Model, path: str, meta: dict) -> str:
+    """Saves `model` with a `serving_default` signature and `classifier.json` beside it."""
+    spec = {n: tf.TensorSpec([None, None], tf.int32, name=n) for n in encoders.INPUT_NAMES}
+
+    @tf.function(input_signature=[spec])
+    def serve(inputs):
+        return {"logits": tf.cast(model(inputs, training=False), tf.float32)}
+
+    tmp = path.rstrip("/") + ".tmp"
+    if tf.io.gfile.exists(tmp):
+        tf.io.gfile.rmtree(tmp)
+    tf.saved_model.save(model, tmp, signatures={"serving_default": serve})
+    with open(os.path.join(tmp, META), "w") as f:
+        json.dump(meta, f, indent=2)
+    if tf.io.gfile.exists(path):
+        tf.io.gfile.rmtree(path)
+    os.replace(tmp, path)
+    return path
+
+
+def load(path: str):
+    """Returns `fn(inputs) -> logits` for a classifier SavedModel, and its metadata.
+
+    Raises:
+      UserError: if `path` is not a classifier SavedModel.
+    """
+    if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+        raise UserError(f"Classifier {path}: no saved_model.pb; expected a SavedModel written "
+                        f"by `distill teacher` or `distill train`.")
+    loaded = tf.saved_model.load(path)
+    if "serving_default" not in loaded.signatures:
+        raise UserError(f"Classifier {path} has no serving_default signature.")
+    serve = loaded.signatures["serving_default"]
+    meta = {}
+    if os.path.isfile(os.path.join(path, META)):
+        with open(os.path.join(path, META)) as f:
+            meta = json.load(f)
+
+    def fn(inputs):
+        return serve(**{n: inputs[n] for n in encoders.INPUT_NAMES})["logits"]
+
+
+    fn.loaded = loaded  # Keeps the variables alive as long as the function is.
+    return fn, meta
+
+
+def predict(fn, dataset: tf.data.Dataset) -> dict[str, np.ndarray]:
+    """Runs `fn` over batches of encoded inputs; returns ids, labels and logits in order."""
+    ids, labels, logits = [], [], []
+    for batch in dataset:
+        logits.append(fn(batch).numpy())
+        ids.append(batch["id"].numpy())
+        labels.append(batch["label"].numpy())
+    return {"id": np.concatenate(ids), "label": np.concatenate(labels),
+            "logits": np.concatenate(logits)}
+
+
+def count_params(model: tf.keras.Model) -> int:
+    return int(sum(np.prod(v.shape) for v in model.trainable_variables))

@@ -1,0 +1,218 @@
+"""The soft-label store: sharded TFRecords of teacher logits plus `manifest.json`.
+
+The record schema is declared once (`feature_spec`) and used by the writer, the
+reader and the tests. Shard k holds examples [k * shard_size, (k+1) *
+shard_size) of the deterministically ordered transfer set, so a restarted or
+parallel labeling run redoes only missing shards. Every file is written under a
+temporary name and renamed when whole. See DESIGN.md, "the soft-label store".
+
+    python -c "from distill import records; ds, m = records.read('RUN/soft_labels'); print(m)"
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+
+import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
+import numpy as np
+import tensorflow as tf
+
+from distill.errors import UserError
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+def feature_spec(num_outputs: int, regression: bool) -> dict:
+    """The record schema: one place, for writer, reader and tests."""
+    return {
+        "id": tf.io.FixedLenFeature([], tf.string),
+        "text_a": tf.io.FixedLenFeature([], tf.string),
+        "text_b": tf.io.FixedLenFeature([], tf.string),
+        "logits": tf.io.FixedLenFeature([num_outputs], tf.float32),
+        "label": tf.io.FixedLenFeature([], tf.float32 if regression else tf.int64),
+    }
+
+
+def shard_name(index: int, count: int) -> str:
+    return f"soft_labels-{index:05d}-of-{count:05d}.tfrecord"
+
+
+def serialize(example: dict, regression: bool) -> bytes:
+    """One record as bytes; `example` holds numpy/python values of the schema's fields."""
+    def b(v):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v]))
+
+    label = (tf.train.Feature(float_list=tf.train.FloatList(value=[float(example["label"])]))
+             if regression else
+             tf.train.Feature(int64_list=tf.train.Int64List(value=[int(example["label"])])))
+    features = {
+        "id": b(example["id"]), "text_a": b(example["text_a"]), "text_b": b(example["text_b"]),
+        "logits": tf.train.Feature(float_list=tf.train.FloatList(
+            value=np.asarray(example["logits"], np.float32).reshape(-1))),
+        "label": label,
+    }
+    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+
+
+def sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_json_atomic(path: str, obj) -> None:
+    """Writes JSON to a temporary name and renames it: a crash never leaves half a file."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def load_manifest(store: str) -> dict:
+    path = os.path.join(store, MANIFEST)
+    if not os.path.isfile(path):
+        raise UserError(f"Soft-label store {store}: no {MANIFEST}; expected a directory written "
+                        f"by `distill label`.")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}: not valid JSON ({e}); the store is corrupt.") from e
+
+
+class Writer:
+    """Writes a store shard by shard; `pending()` says which shards remain after a crash.
+
+    `producer` is everything that identifies what made the labels (task, label
+    names, teacher, preprocessor, source). A store on disk made by another
+    producer is refused rather than overwritten.
+    """
+
+    def __init__(self, store: str, producer: dict, total_examples: int, shard_size: int,
+                 num_outputs: int, regression: bool):
+        self.store, self.regression = store, regression
+        num_shards = max(1, -(-total_examples // shard_size))
+        self.manifest = {
+            "format_version": FORMAT_VERSION, **producer,
+            "num_outputs": num_outputs, "examples": total_examples, "shard_size": shard_size,
+            "shards": [{"file": shard_name(k, num_shards),
+                        "records": min(shard_size, total_examples - k * shard_size)}
+                       for k in range(num_shards)],
+            "complete": False,
+        }
+        os.makedirs(store, exist_ok=True)
+        existing = os.path.join(store, MANIFEST)
+        if os.path.isfile(existing):
+            old = load_manifest(store)
+            differs = [k for k in self.manifest if k not in ("shards", "complete")
+                       and old.get(k) != self.manifest[k]]
+            if differs:
+                raise UserError(f"Soft-label store {store} was made by a different producer "
+                                f"(field {differs[0]!r}: store has {old.get(differs[0])!r}, "
+                                f"this run has {self.manifest[differs[0]]!r}); use another "
+                                f"output directory.")
+            # Keep what finished shards recorded (their sha256) and go on from there.
+            for new, done in zip(self.manifest["shards"], old["shards"]):
+                if "sha256" in done and os.path.isfile(os.path.join(store, done["file"])):
+                    new.update(done)
+            if "completed_at" in old:
+                self.manifest["completed_at"] = old["completed_at"]
+        self._update_manifest()
+
+    def _update_manifest(self) -> None:
+        self.manifest["complete"] = all("sha256" in s for s in self.manifest["shards"])
+        if not self.manifest["complete"]:
+            self.manifest.pop("completed_at", None)
+        elif "completed_at" not in self.manifest:
+            self.manifest["completed_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+        write_json_atomic(os.path.join(self.store, MANIFEST), self.manifest)
+
+    def pending(self, worker: int = 0, num_workers: int = 1) -> list[int]:
+        """Indices of shards still to write; worker w owns shards k = w (mod W)."""
+        return [k for k, s in enumerate(self.manifest["shards"])
+                if "sha256" not in s and k % num_workers == worker]
+
+    def slice(self, k: int) -> tuple[int, int]:
+        """(first example, count) that shard k holds."""
+        return k * self.manifest["shard_size"], self.manifest["shards"][k]["records"]
+
+    def write_shard(self, k: int, examples) -> None:
+        """Writes shard k from an iterable of example dicts, then records it in the manifest."""
+        entry = self.manifest["shards"][k]
+        path = os.path.join(self.store, entry["file"])
+        tmp = f"{path}.tmp{os.getpid()}"
+        n = 0
+        with tf.io.TFRecordWriter(tmp) as w:
+            for ex in examples:
+                w.write(serialize(ex, self.regression))
+                n += 1
+        if n != entry["records"]:
+            os.remove(tmp)
+            raise RuntimeError(f"shard {k}: wrote {n} records, expected {entry['records']}")
+        os.replace(tmp, path)
+        entry["sha256"] = sha256(path)
+        self._update_manifest()
+
+
+def check(store: str, expect: dict | None = None, verify_checksums: bool = True) -> dict:
+    """Returns the manifest of a complete, intact store made for what `expect` says.
+
+    Args:
+      store: the store directory.
+      expect: manifest fields that must match, e.g. {"task": "sst2"}; a nested
+        dict (the preprocessor) matches on the keys it gives.
+      verify_checksums: recompute every shard's sha256.
+
+    Raises:
+      UserError: naming the first problem: incomplete, missing or corrupt shard,
+        or a field that differs from `expect`.
+    """
+    manifest = load_manifest(store)
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise UserError(f"Soft-label store {store}: format_version "
+                        f"{manifest.get('format_version')!r}; expected {FORMAT_VERSION}.")
+    for key, want in (expect or {}).items():
+        have = manifest.get(key)
+        if isinstance(want, dict) and isinstance(have, dict):
+            bad = [k for k in want if want[k] is not None and have.get(k) != want[k]]
+            if bad:
+                raise UserError(f"Soft-label store {store} was made for {key}.{bad[0]} = "
+                                f"{have.get(bad[0])!r}; expected {want[bad[0]]!r}.")
+        elif have != want:
+            raise UserError(f"Soft-label store {store} was made for {key} = {have!r}; "
+                            f"expected {want!r}.")
+    if not manifest.get("complete"):
+        done = sum("sha256" in s for s in manifest["shards"])
+        raise UserError(f"Soft-label store {store} is incomplete ({done} of "
+                        f"{len(manifest['shards'])} shards written); run `distill label` "
+                        f"again to finish it.")
+    for s in manifest["shards"]:
+        path = os.path.join(store, s["file"])
+        if not os.path.isfile(path):
+            raise UserError(f"Soft-label store {store}: shard {s['file']} is missing.")
+        if verify_checksums and sha256(path) != s["sha256"]:
+            raise UserError(f"Soft-label store {store}: shard {s['file']} does not match its "
+                            f"sha256 in {MANIFEST}; the file is corrupt.")
+    return manifest
+
+
+def read(store: str, expect: dict | None = None, verify_checksums: bool = True,
+         parallel_reads: int = 4) -> tuple[tf.data.Dataset, dict]:
+    """Opens a store as a `tf.data.Dataset` of parsed records, after `check`.
+
+    Shards are interleaved `parallel_reads` at a time; order is deterministic.
+    """
+    manifest = check(store, expect, verify_checksums)
+    files = [os.path.join(store, s["file"]) for s in manifest["shards"]]
+    spec = feature_spec(manifest["num_outputs"], manifest["task_type"] == "regression")
+    ds = tf.data.Dataset.from_tensor_slices(files).interleave(
+        tf.data.TFRecordDataset, cycle_length=min(parallel_reads, len(files)),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.map(lambda r: tf.io.parse_single_example(r, spec),
+                  num_parallel_calls=tf.data.AUTOTUNE), manifest

@@ -1,0 +1,30 @@
+"""Fine-tuning a classifier on gold labels: the teacher's first stage and the student's last.
+
+    distill teacher CONFIG --output RUN     # teacher on D_L
+    distill finetune CONFIG --output RUN    # student on D_L after distillation
+"""
+from __future__ import annotations
+
+import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
+import tensorflow as tf
+
+from distill import data, losses, tasks as tasks_lib, text, training
+
+
+def train_on_labels(model: tf.keras.Model, task: tasks_lib.Task, source: data.Source,
+                    preprocessor, seq_length: int, schedule: training.Schedule, seed: int,
+                    workdir: str, desc: str) -> dict:
+    """Trains `model` with the task loss on `source`; resumes from `workdir`."""
+    encoder = text.Encoder(preprocessor, seq_length, task.is_pair)
+
+    def make_dataset(epoch):
+        return training.batches(source.get_tfdata(), encoder, schedule.batch_size,
+                                shuffle_seed=seed * 1000 + epoch)
+
+    def loss_fn(logits, batch):
+        loss = tf.reduce_mean(losses.hard(tf.cast(logits, tf.float32), batch["label"],
+                                          task.is_regression))
+        return loss, {"hard": loss}
+
+    return training.fit(model, make_dataset, source.total_examples, loss_fn, schedule, workdir,
+                        desc)

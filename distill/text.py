@@ -1,0 +1,170 @@
+"""Text to encoder inputs: WordPiece tokenizing and BERT packing, with dynamic padding.
+
+A preprocessor is anything with the TF Hub `bert_en_uncased_preprocess/3` API:
+`tokenize(strings) -> int32 ragged [batch, words, pieces]` and
+`bert_pack_inputs(segments, seq_length) -> {input_word_ids, input_mask,
+input_type_ids}`. `load(spec)` takes a hub handle or SavedModel directory, or a
+WordPiece `vocab.txt`, which `WordPiecePreprocessor` serves in-process with
+tensorflow-text; `export` saves that same module in the hub format, so both
+routes run the same packing code.
+
+    python -c "from distill import text; text.export('/tmp/pre', 'vocab.txt')"
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+
+import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
+import tensorflow as tf
+import tensorflow_hub as hub
+import tensorflow_text as tf_text
+
+from distill.errors import UserError
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+def pack_segments(segments, seq_length, cls_id, sep_id, pad_id=0):
+    """Packs 1 or 2 tokenized segments as BERT does: [CLS] a [SEP] (b [SEP]), padded.
+
+    Long inputs are trimmed round-robin, which leaves the shorter segment whole
+    when it fits, like BERT's `_truncate_seq_pair`; it never fails on long input.
+    """
+    segments = [s.merge_dims(-2, -1) if s.ragged_rank == 2 else s for s in segments]
+    segments = [tf.cast(s, tf.int32) for s in segments]
+    budget = seq_length - len(segments) - 1  # room left after [CLS] and one [SEP] each
+    trimmed = tf_text.RoundRobinTrimmer(max_seq_length=budget).trim(segments)
+    ids, type_ids = tf_text.combine_segments(trimmed, start_of_sequence_id=cls_id,
+                                             end_of_segment_id=sep_id)
+    word_ids, mask = tf_text.pad_model_inputs(ids, max_seq_length=seq_length, pad_value=pad_id)
+    type_ids, _ = tf_text.pad_model_inputs(type_ids, max_seq_length=seq_length, pad_value=0)
+    return dict(input_word_ids=word_ids, input_mask=mask, input_type_ids=type_ids)
+
+
+class _PackInputs(tf.Module):
+    """`bert_pack_inputs` with an overridable `seq_length`, traced for 1-2 segments."""
+
+    def __init__(self, cls_id, sep_id, pad_id, default_seq_length):
+        super().__init__()
+        self._ids = (cls_id, sep_id, pad_id)
+        self._default_seq_length = default_seq_length
+        for ragged_rank in (1, 2):
+            for num_segments in (1, 2):
+                specs = [tf.RaggedTensorSpec([None] * (ragged_rank + 1), tf.int32)] * num_segments
+                self.__call__.get_concrete_function(specs, seq_length=tf.TensorSpec([], tf.int32))
+
+    @tf.function(autograph=False)
+    def __call__(self, inputs, seq_length=None):
+        if seq_length is None:
+            seq_length = self._default_seq_length
+        return pack_segments(inputs, seq_length, *self._ids)
+
+
+class WordPiecePreprocessor(tf.Module):
+    """A WordPiece vocab with the TF Hub preprocessor API (tensorflow-text's BertTokenizer)."""
+
+    def __init__(self, vocab_file: str, lower_case: bool = True, seq_length: int = 128):
+        super().__init__()
+        vocab = _read_vocab(vocab_file)
+        self.vocab_file = tf.saved_model.Asset(vocab_file)
+        self.do_lower_case = tf.Variable(lower_case, trainable=False)
+        init = tf.lookup.TextFileInitializer(self.vocab_file, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
+                                             tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER)
+        self._table = tf.lookup.StaticHashTable(init, default_value=vocab.index("[UNK]"))
+        self._tokenizer = tf_text.BertTokenizer(self._table, token_out_type=tf.int64,
+                                                lower_case=lower_case, unknown_token="[UNK]")
+        self.bert_pack_inputs = _PackInputs(vocab.index("[CLS]"), vocab.index("[SEP]"),
+                                            vocab.index("[PAD]"), seq_length)
+        self._seq_length = seq_length
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def tokenize(self, text):
+        return tf.cast(self._tokenizer.tokenize(text), tf.int32)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def __call__(self, text):
+        return self.bert_pack_inputs([self.tokenize(text)], seq_length=self._seq_length)
+
+
+def _read_vocab(vocab_file: str) -> list[str]:
+    if not os.path.isfile(vocab_file):
+        raise UserError(f"Vocab file {vocab_file!r} does not exist.")
+    with open(vocab_file, encoding="utf-8") as f:
+        vocab = [line.rstrip("\n") for line in f]
+    missing = [t for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]") if t not in vocab]
+    if missing:
+        raise UserError(f"Vocab file {vocab_file!r} lacks the special tokens {missing}; "
+                        f"expected a BERT WordPiece vocab with one token per line.")
+    return vocab
+
+
+def export(path: str, vocab_file: str, lower_case: bool = True, seq_length: int = 128) -> str:
+    """Saves a preprocessor SavedModel in the `bert_en_uncased_preprocess/3` format."""
+    module = WordPiecePreprocessor(vocab_file, lower_case, seq_length)
+    tmp = path.rstrip("/") + ".tmp"
+    tf.saved_model.save(module, tmp)
+    if tf.io.gfile.exists(path):
+        tf.io.gfile.rmtree(path)
+    tf.io.gfile.rename(tmp, path)
+    return path
+
+
+def load(spec: str, lower_case: bool = True):
+    """Loads a preprocessor: a WordPiece `vocab.txt` file, or a hub handle / SavedModel dir.
+
+    Raises:
+      UserError: if the file or handle does not exist or cannot be loaded.
+    """
+    if os.path.isfile(spec):
+        return WordPiecePreprocessor(spec, lower_case)
+    if "://" not in spec and not os.path.isdir(spec):
+        raise UserError(f"Preprocessor {spec!r}: expected a vocab.txt file, a SavedModel "
+                        f"directory or a TF Hub URL; no such file or directory.")
+    try:
+        module = hub.load(spec)
+    except Exception as e:
+        raise UserError(f"Preprocessor {spec!r} could not be loaded: {e}") from e
+    if not hasattr(module, "tokenize") or not hasattr(module, "bert_pack_inputs"):
+        raise UserError(f"Preprocessor {spec!r} lacks `tokenize` and `bert_pack_inputs`; "
+                        f"expected the API of bert_en_uncased_preprocess/3.")
+    return module
+
+
+def fingerprint(spec: str, lower_case: bool = True) -> dict:
+    """What identifies a tokenizer: the vocab's sha256 and casing (for store manifests)."""
+    vocab = spec if os.path.isfile(spec) else None
+    if vocab is None:
+        local = hub.resolve(spec) if "://" in spec else spec
+        candidate = os.path.join(local, "assets", "vocab.txt")
+        vocab = candidate if os.path.isfile(candidate) else None
+    sha = hashlib.sha256(open(vocab, "rb").read()).hexdigest() if vocab else None
+    return {"handle": spec, "vocab_sha256": sha, "lower_case": lower_case}
+
+
+class Encoder:
+    """Maps batches of `{text_a, text_b}` to encoder inputs, padded to the batch's longest.
+
+    A callable for `Dataset.map` after `batch`: other features pass through
+    unchanged. `seq_length` may be changed after construction.
+    """
+
+    def __init__(self, preprocessor, seq_length: int = 128, pair: bool = False):
+        self.preprocessor = preprocessor
+        self.seq_length = seq_length
+        self.pair = pair
+        # One word piece per segment plus [CLS] and a [SEP] after each segment.
+        minimum = 5 if pair else 3
+        if seq_length < minimum:
+            raise UserError(f"seq_length={seq_length} cannot hold a {'pair' if pair else 'text'} "
+                            f"with its [CLS]/[SEP] tokens; expected at least {minimum}.")
+
+    def __call__(self, features: dict) -> dict:
+        fields = ["text_a", "text_b"] if self.pair else ["text_a"]
+        segments = [self.preprocessor.tokenize(features[f]) for f in fields]
+        packed = self.preprocessor.bert_pack_inputs(
+            segments, seq_length=tf.constant(self.seq_length, tf.int32))
+        longest = tf.reduce_max(tf.reduce_sum(packed["input_mask"], axis=1))
+        out = {k: v for k, v in features.items() if k not in ("text_a", "text_b")}
+        out.update({k: tf.cast(v[:, :longest], tf.int32) for k, v in packed.items()})
+        return out

@@ -1,0 +1,1 @@
+"""What only a student does: presets, initialisation, distillation from the store, fine-tuning."""

@@ -1,0 +1,72 @@
+"""Stage 3: train the student on the teacher's soft labels (Turc et al. 2019, Sec. 2, Eq. 1).
+
+    distill train CONFIG --output RUN
+Reads RUN/soft_labels, writes RUN/student/distill/{model, weights, done.json}.
+The loss is `student.loss` at `student.temperature`, mixed with the gold-label
+loss by `student.alpha` where the store holds gold labels.
+"""
+from __future__ import annotations
+
+import os
+
+import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
+import tensorflow as tf
+
+from distill import artifacts, config as config_lib, losses, models, records, tasks, text, training
+from students import init
+from teachers import label
+
+
+def stage_dir(run_dir: str, stage: str) -> str:
+    return os.path.join(run_dir, "student", stage)
+
+
+def inputs_for(cfg: config_lib.Config, stage: str, upstream: dict) -> dict:
+    student = config_lib.to_dict(cfg)["student"]
+    keep = ("encoder", "preprocessor", "lower_case", "seq_length", "init", "stages", stage)
+    if stage == "distill":
+        keep += ("loss", "temperature", "alpha")
+    return {"task": cfg.task, "seed": cfg.seed, "stage": stage, "upstream": upstream,
+            "student": {k: student[k] for k in keep}}
+
+
+def save(model, directory: str, meta: dict) -> None:
+    """The classifier SavedModel (for evaluation) and its weights (for the next stage)."""
+    models.export(model, os.path.join(directory, "model"), meta)
+    tf.train.Checkpoint(model=model).write(os.path.join(directory, "weights"))
+
+
+def run(cfg: config_lib.Config, run_dir: str) -> dict:
+    task = tasks.get(cfg.task)
+    out = stage_dir(run_dir, "distill")
+    manifest = records.check(label.store_path(run_dir), expect={"task": task.name})
+    store_id = artifacts.fingerprint([s["sha256"] for s in manifest["shards"]])
+    inputs = inputs_for(cfg, "distill", {"store": store_id})
+    done = artifacts.begin(out, inputs)
+    if done:
+        print(f"[distill] complete in {out}; skipping")
+        return done
+
+    dataset, manifest = records.read(label.store_path(run_dir), verify_checksums=False)
+    print(f"[distill] {cfg.student.encoder} ({cfg.student.init}) on {manifest['examples']} soft "
+          f"labels from {label.store_path(run_dir)} (teacher {manifest['teacher']['encoder']})")
+    model = init.build_student(cfg, task)
+    encoder = text.Encoder(text.load(cfg.student.preprocessor, cfg.student.lower_case),
+                           cfg.student.seq_length, task.is_pair)
+    schedule = cfg.student.distill
+
+    def make_dataset(epoch):
+        return training.batches(dataset, encoder, schedule.batch_size,
+                                shuffle_seed=cfg.seed * 1000 + epoch)
+
+    def loss_fn(logits, batch):
+        return losses.total(logits, batch["logits"], batch["label"], loss=cfg.student.loss,
+                            temperature=cfg.student.temperature, alpha=cfg.student.alpha,
+                            regression=task.is_regression)
+
+    summary = training.fit(model, make_dataset, manifest["examples"], loss_fn, schedule,
+                           os.path.join(out, "train"), desc="distill")
+    meta = {"task": task.name, "encoder": cfg.student.encoder, "init": cfg.student.init,
+            "params": models.count_params(model), "transfer_examples": manifest["examples"]}
+    save(model, out, meta)
+    return artifacts.finish(out, inputs, {**summary, **meta})
