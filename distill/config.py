@@ -127,6 +127,9 @@ def _apply(obj, updates: dict, prefix: str = ""):
     for name, value in updates.items():
         key = prefix + name
         if name not in fields:
+            while isinstance(value, dict) and len(value) == 1:  # Name the full dotted key.
+                (inner, value), = value.items()
+                key = f"{key}.{inner}"
             raise _unknown(key, Config)
         hint = fields[name]
         if dataclasses.is_dataclass(hint):

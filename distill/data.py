@@ -218,7 +218,6 @@ def _tfds(task: tasks_lib.Task, split_name: str, data_dir: str | None) -> Source
     try:
         builder = tfds.builder(task.tfds_name, data_dir=data_dir)
         builder.download_and_prepare()
-        total = builder.info.splits[split].num_examples
     except Exception as e:  # TFDS raises many types for "not available".
         raise UserError(f"TFDS dataset {task.tfds_name} split {split} could not be loaded "
                         f"(data_dir={data_dir}): {e}") from e
@@ -240,6 +239,10 @@ def _tfds(task: tasks_lib.Task, split_name: str, data_dir: str | None) -> Source
                                 read_config=tfds.ReadConfig(interleave_cycle_length=1))
         return ds.map(convert)
 
+    try:
+        total = builder.info.splits[split].num_examples
+    except KeyError:  # No split metadata (e.g. under tfds.testing.mock_data): count.
+        total = int(make().reduce(0, lambda n, _: n + 1))
     return Source(f"tfds:{data_dir or ''}", split, total, make)
 
 

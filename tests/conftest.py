@@ -1,0 +1,52 @@
+"""Shared fixtures: a 10-word vocab, tiny encoders exported in the TF Hub format, GLUE files.
+
+Everything is built locally and loaded through the same code path as a real
+hub handle (`hub.KerasLayer` / `hub.load` on a SavedModel directory).
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+
+import pytest
+
+import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
+from distill import encoders, text
+
+SHARED_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "good", "bad", "movie", "##s",
+         "not", "very"]
+
+
+def needs_shared(*parts: str) -> pathlib.Path:
+    """The path under ../shared/data, or a clean skip where this team's data is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is absent (it exists only on the team's machines)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def vocab_file(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("vocab") / "vocab.txt"
+    path.write_text("\n".join(VOCAB) + "\n")
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory, vocab_file) -> str:
+    """A 2-layer, hidden-16 BERT exported as a TF Hub encoder SavedModel."""
+    cfg = encoders.BertConfig(num_layers=2, hidden_size=16, num_heads=2, vocab_size=len(VOCAB),
+                              max_position=64)
+    return encoders.export_random(str(tmp_path_factory.mktemp("enc") / "encoder"), cfg, vocab_file)
+
+
+@pytest.fixture(scope="session")
+def tiny_preprocessor(tmp_path_factory, vocab_file) -> str:
+    return text.export(str(tmp_path_factory.mktemp("pre") / "preprocessor"), vocab_file)
+
+
+def write(path: os.PathLike, lines: list[str]) -> str:
+    pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
+    pathlib.Path(path).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return str(path)

@@ -1,0 +1,65 @@
+"""Config: defaults -> YAML -> overrides, with unknown keys and wrong types refused."""
+import glob
+import os
+
+import pytest
+
+from distill import config
+from distill.errors import UserError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_overrides_are_typed(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("task: rte\nstudent:\n  distill: {learning_rate: 2e-5, epochs: 2}\n")
+    cfg = config.load(str(path), ["student.alpha=0.5", "student.stages=['distill', 'finetune']",
+                                  "teacher.encoder=/some/path", "data.max_train_examples=100"])
+    assert cfg.task == "rte"
+    assert cfg.student.distill.learning_rate == 2e-5  # YAML's "2e-5" string became a float
+    assert cfg.student.distill.epochs == 2.0
+    assert cfg.student.alpha == 0.5
+    assert cfg.student.stages == ["distill", "finetune"]
+    assert cfg.teacher.encoder == "/some/path"
+    assert cfg.data.max_train_examples == 100
+
+
+@pytest.mark.parametrize("override,message", [
+    ("student.temprature=2", r"'student.temprature' does not exist. Did you mean 'student.temperature'"),
+    ("student.alpha=high", r"student.alpha: expected float; received 'high'"),
+    ("student.alpha=1.5", r"student.alpha: expected a value in \[0, 1\]"),
+    ("student.init=zeros", r"student.init: expected 'pretrained' or 'random'"),
+    ("student.stages=['distil']", r"student.stages"),
+    ("task=stsb", r"student.loss: stsb is a regression task"),
+    ("seed", r"expected key=value"),
+])
+def test_bad_overrides(override, message):
+    with pytest.raises(UserError, match=message):
+        config.load(None, [override])
+
+
+def test_bad_yaml(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("task: [unclosed\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        config.load(str(path))
+    with pytest.raises(UserError, match="does not exist"):
+        config.load(str(tmp_path / "missing.yaml"))
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "configs", "glue", "*.yaml"))))
+def test_glue_configs_load_with_real_handles(path):
+    cfg = config.load(path)
+    assert os.path.basename(path) == f"{cfg.task}.yaml"
+    assert cfg.teacher.encoder.endswith("bert_en_uncased_L-24_H-1024_A-16/4")
+    assert "small_bert/bert_en_uncased_L-12_H-512_A-8" in cfg.student.encoder
+    assert cfg.data.labeled == "tfds"
+
+
+def test_nine_glue_configs_exist():
+    assert len(glob.glob(os.path.join(ROOT, "configs", "glue", "*.yaml"))) == 9
+
+
+def test_runlocal_shrinks_any_config():
+    cfg = config.smoke(config.load(None, ["runlocal=True"]))
+    assert cfg.data.max_train_examples == 64 and cfg.teacher.train.epochs == 1

@@ -1,0 +1,147 @@
+"""End to end: the demo, a GLUE directory (real SST-2 when present), and TFDS under mock_data."""
+import collections
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from conftest import SHARED_DATA, write
+from distill import config, encoders, records, text
+from pipelines import glue
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def distill_cli(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "distill.cli", *args], cwd=ROOT,
+                          capture_output=True, text=True, **kwargs)
+
+
+def read_store_plainly(store):
+    """Reads a store with nothing but tf.data and the manifest (the contract in DESIGN.md)."""
+    manifest = json.load(open(os.path.join(store, "manifest.json")))
+    files = [os.path.join(store, s["file"]) for s in manifest["shards"]]
+    spec = {"id": tf.io.FixedLenFeature([], tf.string),
+            "logits": tf.io.VarLenFeature(tf.float32)}
+    parsed = [tf.io.parse_single_example(r, spec) for r in tf.data.TFRecordDataset(files)]
+    return manifest, [p["id"].numpy() for p in parsed], [p["logits"].values.numpy() for p in parsed]
+
+
+@pytest.mark.large
+def test_demo_writes_a_complete_run_and_resumes(tmp_path):
+    out = tmp_path / "demo"
+    result = distill_cli("demo", "--output", str(out), timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in ("teacher", "soft_labels", "student", "metrics.json", "report.md", "config.yaml"):
+        assert (out / name).exists(), name
+
+    manifest, ids, logits = read_store_plainly(str(out / "soft_labels"))
+    assert manifest["complete"] and manifest["examples"] == 6000 == len(ids)
+    assert len(set(ids)) == len(ids)
+    assert {len(l) for l in logits} == {2}
+
+    metrics = json.load(open(out / "metrics.json"))
+    assert metrics["teacher"]["validation"]["accuracy"] > 0.75
+    assert metrics["student"]["validation"]["accuracy"] > 0.75  # chance is about 0.5
+    report = (out / "report.md").read_text()
+    assert re.search(r"\| student .* \| 0\.\d{4} \|", report)
+    assert (out / "submission" / "SST-2.tsv").read_text().startswith("index\tprediction\n0\t")
+
+    again = distill_cli("demo", "--output", str(out), timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    for stage in ("teacher", "label", "distill", "finetune"):
+        assert re.search(rf"\[{stage}\] .*skipping", again.stdout), stage
+
+    # A store made for SST-2 is refused for another task, and nothing changes.
+    before = (out / "soft_labels" / "manifest.json").read_text()
+    wrong = distill_cli("train", str(out / "config.yaml"), "--output", str(out), "--set",
+                        "task=cola", timeout=120)
+    assert wrong.returncode == 2
+    assert "made for task = 'sst2'; expected 'cola'" in wrong.stderr
+    assert "Traceback" not in wrong.stderr
+    assert (out / "soft_labels" / "manifest.json").read_text() == before
+
+
+def small_vocab(path, texts, size=3000):
+    counts = collections.Counter(w for t in texts for w in t.lower().split())
+    words = [w for w, _ in counts.most_common(size) if w not in text.SPECIAL_TOKENS]
+    return write(path, [*text.SPECIAL_TOKENS, *words])
+
+
+def tiny_models(tmp_path, vocab):
+    size = len(open(vocab).read().split("\n")) - 1
+    teacher = encoders.export_random(str(tmp_path / "teacher_enc"), encoders.BertConfig(
+        num_layers=2, hidden_size=64, num_heads=2, vocab_size=size, max_position=64), vocab)
+    student = encoders.export_random(str(tmp_path / "student_enc"), encoders.BertConfig(
+        num_layers=1, hidden_size=32, num_heads=2, vocab_size=size, max_position=64), vocab, seed=1)
+    return teacher, student
+
+
+def glue_sst2_dir(tmp_path):
+    """The real SST-2 when ../shared has it, else a small generated one in the same layout."""
+    real = SHARED_DATA / "glue" / "SST-2"
+    if real.exists():
+        return str(real)
+    rng = np.random.default_rng(0)
+    good, bad = ["good", "great", "fine", "fun"], ["bad", "dull", "poor", "weak"]
+    lines = []
+    for _ in range(400):
+        y = int(rng.integers(2))
+        lines.append(f"the movie was {rng.choice(good if y else bad)}\t{y}")
+    write(tmp_path / "SST-2" / "train.tsv", ["sentence\tlabel", *lines])
+    write(tmp_path / "SST-2" / "dev.tsv", ["sentence\tlabel", *lines[:100]])
+    return str(tmp_path / "SST-2")
+
+
+@pytest.mark.large
+def test_run_from_a_glue_directory(tmp_path):
+    glue_dir = glue_sst2_dir(tmp_path)
+    train_texts = [line.split("\t")[0] for line in open(os.path.join(glue_dir, "train.tsv"))][1:2001]
+    vocab = small_vocab(tmp_path / "vocab.txt", train_texts)
+    teacher, student = tiny_models(tmp_path, vocab)
+    transfer = ["labeled:train"]
+    agnews = SHARED_DATA / "unlabeled" / "agnews.txt"
+    if agnews.exists():
+        transfer.append(f"text:{agnews}")
+    cfg = config.load(None, [
+        f"data.labeled=glue_dir:{glue_dir}", f"data.transfer={transfer!r}",
+        "data.max_train_examples=300", "data.max_transfer_examples=200",
+        "data.max_eval_examples=200",
+        f"teacher.encoder={teacher}", f"teacher.preprocessor={vocab}", "teacher.seq_length=48",
+        "teacher.train.epochs=1", "teacher.train.learning_rate=1e-3", "teacher.shard_size=128",
+        f"student.encoder={student}", f"student.preprocessor={vocab}", "student.seq_length=48",
+        "student.distill.epochs=1", "student.distill.learning_rate=1e-3",
+    ])
+    results = glue.run(cfg, str(tmp_path / "run"))
+    manifest, ids, logits = read_store_plainly(str(tmp_path / "run" / "soft_labels"))
+    assert manifest["examples"] == len(ids) == 200 * len(transfer)
+    assert len(set(ids)) == len(ids)
+    assert results["student"]["validation"]["examples"] == (200 if glue_dir.startswith(str(SHARED_DATA)) else 100)
+    assert 0.0 <= results["student"]["validation"]["accuracy"] <= 1.0
+    assert (tmp_path / "run" / "report.md").exists()
+
+
+@pytest.mark.large
+def test_run_from_tfds_mock_data_on_a_pair_task(tmp_path, vocab_file, tiny_encoder):
+    cfg = config.load(None, [
+        "task=rte", "data.labeled=tfds", "data.transfer=['labeled:train', 'labeled:test']",
+        f"teacher.encoder={tiny_encoder}", f"teacher.preprocessor={vocab_file}",
+        "teacher.seq_length=32", "teacher.train.epochs=1", "teacher.shard_size=8",
+        f"student.encoder={tiny_encoder}", f"student.preprocessor={vocab_file}",
+        "student.seq_length=32", "student.init=random", "student.stages=['distill', 'finetune']",
+        "student.alpha=0.5", "student.temperature=2.0",
+        "student.distill.epochs=1", "student.finetune.epochs=1",
+    ])
+    with tfds.testing.mock_data(num_examples=20):
+        results = glue.run(cfg, str(tmp_path / "run"))
+    _, manifest = records.read(str(tmp_path / "run" / "soft_labels"), expect={"task": "rte"})
+    assert manifest["examples"] == 40 and len(manifest["shards"]) == 5
+    assert results["teacher"]["validation"]["examples"] == 20
+    assert (tmp_path / "run" / "submission" / "RTE.tsv").read_text().count("\n") == 21
+    assert (tmp_path / "run" / "student" / "finetune" / "done.json").exists()

@@ -1,0 +1,109 @@
+"""The soft-label store: round trip with plain tf.data, resume, and every refusal."""
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from distill import records
+from distill.errors import UserError
+
+PRODUCER = {"task": "sst2", "task_type": "classification", "label_names": ["negative", "positive"],
+            "teacher": {"encoder": "t", "fingerprint": "abc"},
+            "preprocessor": {"handle": "p", "vocab_sha256": "v1", "lower_case": True,
+                             "seq_length": 128},
+            "source": {"transfer": ["text:x"]}}
+
+
+def examples(start, count):
+    for i in range(start, start + count):
+        yield {"id": f"x/{i}".encode(), "text_a": f"text {i}".encode(), "text_b": b"",
+               "label": -1 if i % 2 else i % 3 % 2, "logits": np.array([i, -i], np.float32) / 10}
+
+
+def write_store(path, total=10, shard_size=4, producer=PRODUCER, only=None):
+    writer = records.Writer(str(path), producer, total, shard_size, 2, regression=False)
+    for k in writer.pending():
+        if only is None or k in only:
+            writer.write_shard(k, examples(*writer.slice(k)))
+    return writer
+
+
+def test_round_trip_with_plain_tf_data(tmp_path):
+    write_store(tmp_path / "store")
+    files = sorted(tf.io.gfile.glob(str(tmp_path / "store" / "soft_labels-*.tfrecord")))
+    assert [os.path.basename(f) for f in files] == [
+        "soft_labels-00000-of-00003.tfrecord", "soft_labels-00001-of-00003.tfrecord",
+        "soft_labels-00002-of-00003.tfrecord"]
+    spec = records.feature_spec(2, regression=False)
+    parsed = [tf.io.parse_single_example(r, spec) for r in tf.data.TFRecordDataset(files)]
+    assert [p["id"].numpy() for p in parsed] == [f"x/{i}".encode() for i in range(10)]
+    np.testing.assert_allclose(parsed[7]["logits"], [0.7, -0.7])
+    assert parsed[7]["label"].numpy() == -1
+
+
+def test_read_checks_and_returns_the_manifest(tmp_path):
+    write_store(tmp_path / "store")
+    ds, manifest = records.read(str(tmp_path / "store"), expect={"task": "sst2"})
+    assert manifest["complete"] and manifest["examples"] == 10
+    assert [s["records"] for s in manifest["shards"]] == [4, 4, 2]
+    assert len(list(ds)) == 10
+
+
+def test_incomplete_store_is_refused_and_resume_writes_only_missing(tmp_path):
+    writer = write_store(tmp_path / "store", only={0, 2})
+    with pytest.raises(UserError, match=r"incomplete \(2 of 3 shards written\)"):
+        records.check(str(tmp_path / "store"))
+    first = open(tmp_path / "store" / "soft_labels-00000-of-00003.tfrecord", "rb").read()
+    resumed = records.Writer(str(tmp_path / "store"), PRODUCER, 10, 4, 2, regression=False)
+    assert resumed.pending() == [1]
+    resumed.write_shard(1, examples(*resumed.slice(1)))
+    assert records.check(str(tmp_path / "store"))["complete"]
+    assert open(tmp_path / "store" / "soft_labels-00000-of-00003.tfrecord", "rb").read() == first
+    assert writer.pending(worker=1, num_workers=2) == [1]
+
+
+def test_store_made_for_another_task_or_vocab_is_refused(tmp_path):
+    write_store(tmp_path / "store")
+    with pytest.raises(UserError, match=r"made for task = 'sst2'; expected 'cola'"):
+        records.check(str(tmp_path / "store"), expect={"task": "cola"})
+    with pytest.raises(UserError, match=r"preprocessor.vocab_sha256 = 'v1'; expected 'v2'"):
+        records.check(str(tmp_path / "store"), expect={"preprocessor": {"vocab_sha256": "v2"}})
+
+
+def test_corrupt_or_missing_shard_is_refused(tmp_path):
+    write_store(tmp_path / "store")
+    shard = tmp_path / "store" / "soft_labels-00001-of-00003.tfrecord"
+    data = bytearray(shard.read_bytes())
+    data[20] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    with pytest.raises(UserError, match=r"soft_labels-00001-of-00003.tfrecord does not match"):
+        records.check(str(tmp_path / "store"))
+    shard.unlink()
+    with pytest.raises(UserError, match=r"soft_labels-00001-of-00003.tfrecord is missing"):
+        records.check(str(tmp_path / "store"))
+
+
+def test_no_manifest_or_bad_json(tmp_path):
+    with pytest.raises(UserError, match=r"no manifest.json"):
+        records.check(str(tmp_path))
+    (tmp_path / "manifest.json").write_text("{nope")
+    with pytest.raises(UserError, match=r"not valid JSON"):
+        records.check(str(tmp_path))
+
+
+def test_writer_refuses_to_overwrite_another_producers_store(tmp_path):
+    write_store(tmp_path / "store")
+    before = (tmp_path / "store" / "manifest.json").read_text()
+    other = dict(PRODUCER, teacher={"encoder": "t2", "fingerprint": "zzz"})
+    with pytest.raises(UserError, match=r"different producer \(field 'teacher'"):
+        records.Writer(str(tmp_path / "store"), other, 10, 4, 2, regression=False)
+    assert (tmp_path / "store" / "manifest.json").read_text() == before
+
+
+def test_manifest_records_checksums(tmp_path):
+    write_store(tmp_path / "store")
+    manifest = json.loads((tmp_path / "store" / "manifest.json").read_text())
+    for shard in manifest["shards"]:
+        assert shard["sha256"] == records.sha256(str(tmp_path / "store" / shard["file"]))
