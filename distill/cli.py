@@ -3,6 +3,7 @@
     distill run CONFIG --output DIR [--set key=value ...]   # every stage, skipping done ones
     distill teacher|label|train|finetune|evaluate CONFIG --output DIR [--set ...]
     distill demo --output DIR                               # offline, locally built encoders
+    distill convert --from {bert-tf1,hf} SRC --output DIR   # checkpoints -> TF Hub format
 
 Bad input ends with one line on stderr naming the file, line or field, and exit
 status 2; nothing already written is changed.
@@ -43,6 +44,15 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--worker", type=int, default=0, help="this worker's index w")
             p.add_argument("--num-workers", type=int, default=1,
                            help="number of workers W; worker w writes shards k = w (mod W)")
+    conv = sub.add_parser("convert", help="convert a TF1 or Hugging Face BERT checkpoint to TF Hub format")
+    conv.add_argument("source", help="checkpoint directory")
+    conv.add_argument("--from", dest="fmt", required=True, choices=["bert-tf1", "hf"])
+    conv.add_argument("--output", required=True, help="writes OUTPUT/encoder and OUTPUT/preprocessor")
+    conv.add_argument("--layers", type=int, default=None,
+                      help="keep only the first K Transformer layers (a truncated-teacher student)")
+    casing = conv.add_mutually_exclusive_group()
+    casing.add_argument("--lower-case", dest="lower_case", action="store_true", default=None)
+    casing.add_argument("--cased", dest="lower_case", action="store_false")
     demo = sub.add_parser("demo", help="run the whole recipe offline on built-in data and encoders")
     demo.add_argument("--output", required=True, help="run directory")
     demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -55,6 +65,14 @@ def _dispatch(args) -> None:
 
     if args.command == "demo":
         demo.run(args.output, args.overrides)
+        return
+    if args.command == "convert":
+        from distill import convert
+
+        summary = convert.convert(args.fmt, args.source, args.output, args.layers, args.lower_case)
+        print(f"[convert] {summary['layers']} layers, hidden {summary['hidden_size']}, mlm "
+              f"{summary['with_mlm']}, lower_case {summary['lower_case']} -> "
+              f"{args.output}/encoder, {args.output}/preprocessor")
         return
     cfg = config_lib.load(args.config, args.overrides)
     if args.command == "run":

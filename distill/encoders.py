@@ -43,12 +43,15 @@ class BertConfig:
     type_vocab_size: int = 2
     dropout: float = 0.1
     initializer_range: float = 0.02
+    activation: str = "gelu"  # "gelu" (exact, as BERT), "gelu_approximate" or "relu".
 
     @property
     def intermediate(self) -> int:
         return self.intermediate_size or 4 * self.hidden_size
 
     def __post_init__(self):
+        if self.activation not in _ACTIVATIONS:
+            raise UserError(f"activation {self.activation!r}: expected one of {sorted(_ACTIVATIONS)}.")
         if self.hidden_size % self.num_heads:
             raise UserError(
                 f"hidden_size must be a multiple of num_heads; "
@@ -64,8 +67,11 @@ def _layer_norm(name):
     return tf.keras.layers.LayerNormalization(epsilon=1e-12, name=name)
 
 
-def _gelu(x):
-    return tf.nn.gelu(x, approximate=False)
+_ACTIVATIONS = {
+    "gelu": lambda x: tf.nn.gelu(x, approximate=False),
+    "gelu_approximate": lambda x: tf.nn.gelu(x, approximate=True),
+    "relu": tf.nn.relu,
+}
 
 
 class Embeddings(tf.keras.layers.Layer):
@@ -105,7 +111,8 @@ class TransformerLayer(tf.keras.layers.Layer):
         self.query, self.key, self.value = (_dense(h, n, cfg) for n in ("query", "key", "value"))
         self.attention_output = _dense(h, "attention_output", cfg)
         self.attention_norm = _layer_norm("attention_layer_norm")
-        self.intermediate = _dense(cfg.intermediate, "intermediate", cfg, activation=_gelu)
+        self.intermediate = _dense(cfg.intermediate, "intermediate", cfg,
+                                   activation=_ACTIVATIONS[cfg.activation])
         self.output_dense = _dense(h, "output", cfg)
         self.output_norm = _layer_norm("output_layer_norm")
         self.dropout = tf.keras.layers.Dropout(cfg.dropout)
@@ -132,7 +139,8 @@ class MaskedLMHead(tf.keras.layers.Layer):
     def __init__(self, cfg: BertConfig, embeddings: Embeddings, **kwargs):
         super().__init__(**kwargs)
         self.embeddings = embeddings
-        self.transform = _dense(cfg.hidden_size, "transform", cfg, activation=_gelu)
+        self.transform = _dense(cfg.hidden_size, "transform", cfg,
+                                activation=_ACTIVATIONS[cfg.activation])
         self.norm = _layer_norm("layer_norm")
         self.vocab_size = cfg.vocab_size
 
@@ -151,7 +159,7 @@ def _mask_bias(input_mask):
     return (1.0 - tf.cast(input_mask, tf.float32))[:, tf.newaxis, tf.newaxis, :] * -1e9
 
 
-def build(cfg: BertConfig) -> tf.keras.Model:
+def build(cfg: BertConfig, with_mlm: bool = True) -> tf.keras.Model:
     """Builds a BERT encoder as a Keras model with the TF Hub encoder API, `.mlm` attached."""
     inputs = {n: tf.keras.Input((None,), dtype=tf.int32, name=n) for n in INPUT_NAMES}
     embeddings = Embeddings(cfg, name="embeddings")
@@ -166,6 +174,8 @@ def build(cfg: BertConfig) -> tf.keras.Model:
     outputs = dict(sequence_output=x, pooled_output=pooled, encoder_outputs=layer_outputs,
                    default=pooled)
     core = tf.keras.Model(inputs, outputs, name="bert_encoder")
+    if not with_mlm:
+        return core
 
     mlm_inputs = dict(inputs, masked_lm_positions=tf.keras.Input((None,), dtype=tf.int32,
                                                                    name="masked_lm_positions"))
