@@ -2,6 +2,8 @@
 
 Importing any part of the package selects tf-keras (Keras 2) before TensorFlow
 is imported: TF Hub's `hub.KerasLayer` and our SavedModels are tf-keras objects.
+The modules name `tf_keras` directly as well, so they work even where the caller
+imported TensorFlow first (and `tf.keras` became Keras 3).
 """
 import os
 

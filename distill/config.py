@@ -36,6 +36,9 @@ class DataConfig:
     max_train_examples: typing.Optional[int] = None  # Keep the first N of D_L's train split.
     max_transfer_examples: typing.Optional[int] = None  # Keep the first N of each transfer entry.
     max_eval_examples: typing.Optional[int] = None  # Keep the first N of each dev/test split.
+    # Reuse a complete soft-label store (e.g. another run's RUN/soft_labels) instead of
+    # labeling: a sweep of many students costs one teacher pass.
+    soft_labels: typing.Optional[str] = None
 
 
 @dataclasses.dataclass

@@ -23,6 +23,7 @@ import os
 
 import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
 import tensorflow as tf
+import tf_keras as keras
 import tensorflow_hub as hub
 
 from distill.errors import UserError
@@ -59,12 +60,12 @@ class BertConfig:
 
 
 def _dense(units, name, cfg, activation=None):
-    init = tf.keras.initializers.TruncatedNormal(stddev=cfg.initializer_range)
-    return tf.keras.layers.Dense(units, activation=activation, kernel_initializer=init, name=name)
+    init = keras.initializers.TruncatedNormal(stddev=cfg.initializer_range)
+    return keras.layers.Dense(units, activation=activation, kernel_initializer=init, name=name)
 
 
 def _layer_norm(name):
-    return tf.keras.layers.LayerNormalization(epsilon=1e-12, name=name)
+    return keras.layers.LayerNormalization(epsilon=1e-12, name=name)
 
 
 _ACTIVATIONS = {
@@ -74,18 +75,18 @@ _ACTIVATIONS = {
 }
 
 
-class Embeddings(tf.keras.layers.Layer):
+class Embeddings(keras.layers.Layer):
     """Word + position + token-type embeddings, then LayerNorm and dropout."""
 
     def __init__(self, cfg: BertConfig, **kwargs):
         super().__init__(**kwargs)
         self.cfg = cfg
         self.norm = _layer_norm("layer_norm")
-        self.dropout = tf.keras.layers.Dropout(cfg.dropout)
+        self.dropout = keras.layers.Dropout(cfg.dropout)
 
     def build(self, input_shape):
         def table(name, rows):
-            init = tf.keras.initializers.TruncatedNormal(stddev=self.cfg.initializer_range)
+            init = keras.initializers.TruncatedNormal(stddev=self.cfg.initializer_range)
             return self.add_weight(name, [rows, self.cfg.hidden_size], initializer=init)
 
         self.word_embeddings = table("word_embeddings", self.cfg.vocab_size)
@@ -101,7 +102,7 @@ class Embeddings(tf.keras.layers.Layer):
         return self.dropout(self.norm(x), training=training)
 
 
-class TransformerLayer(tf.keras.layers.Layer):
+class TransformerLayer(keras.layers.Layer):
     """One post-LayerNorm Transformer block (Vaswani et al. 2017), as BERT uses it."""
 
     def __init__(self, cfg: BertConfig, **kwargs):
@@ -115,7 +116,7 @@ class TransformerLayer(tf.keras.layers.Layer):
                                    activation=_ACTIVATIONS[cfg.activation])
         self.output_dense = _dense(h, "output", cfg)
         self.output_norm = _layer_norm("output_layer_norm")
-        self.dropout = tf.keras.layers.Dropout(cfg.dropout)
+        self.dropout = keras.layers.Dropout(cfg.dropout)
 
     def _split_heads(self, x):
         shape = tf.shape(x)
@@ -133,7 +134,7 @@ class TransformerLayer(tf.keras.layers.Layer):
         return self.output_norm(x + self.dropout(y, training=training))
 
 
-class MaskedLMHead(tf.keras.layers.Layer):
+class MaskedLMHead(keras.layers.Layer):
     """BERT's MLM head: transform, LayerNorm, then logits tied to the word embeddings."""
 
     def __init__(self, cfg: BertConfig, embeddings: Embeddings, **kwargs):
@@ -159,30 +160,30 @@ def _mask_bias(input_mask):
     return (1.0 - tf.cast(input_mask, tf.float32))[:, tf.newaxis, tf.newaxis, :] * -1e9
 
 
-def build(cfg: BertConfig, with_mlm: bool = True) -> tf.keras.Model:
+def build(cfg: BertConfig, with_mlm: bool = True) -> keras.Model:
     """Builds a BERT encoder as a Keras model with the TF Hub encoder API, `.mlm` attached."""
-    inputs = {n: tf.keras.Input((None,), dtype=tf.int32, name=n) for n in INPUT_NAMES}
+    inputs = {n: keras.Input((None,), dtype=tf.int32, name=n) for n in INPUT_NAMES}
     embeddings = Embeddings(cfg, name="embeddings")
     x = embeddings(inputs["input_word_ids"], inputs["input_type_ids"])
-    bias = tf.keras.layers.Lambda(_mask_bias, name="attention_mask")(inputs["input_mask"])
+    bias = keras.layers.Lambda(_mask_bias, name="attention_mask")(inputs["input_mask"])
     layer_outputs = []
     for i in range(cfg.num_layers):
         x = TransformerLayer(cfg, name=f"transformer/layer_{i}")(x, bias)
         layer_outputs.append(x)
-    first_token = tf.keras.layers.Lambda(lambda s: s[:, 0], name="first_token")(x)
+    first_token = keras.layers.Lambda(lambda s: s[:, 0], name="first_token")(x)
     pooled = _dense(cfg.hidden_size, "pooler", cfg, activation="tanh")(first_token)
     outputs = dict(sequence_output=x, pooled_output=pooled, encoder_outputs=layer_outputs,
                    default=pooled)
-    core = tf.keras.Model(inputs, outputs, name="bert_encoder")
+    core = keras.Model(inputs, outputs, name="bert_encoder")
     if not with_mlm:
         return core
 
-    mlm_inputs = dict(inputs, masked_lm_positions=tf.keras.Input((None,), dtype=tf.int32,
+    mlm_inputs = dict(inputs, masked_lm_positions=keras.Input((None,), dtype=tf.int32,
                                                                    name="masked_lm_positions"))
     core_outputs = core({n: mlm_inputs[n] for n in INPUT_NAMES})
     mlm_logits = MaskedLMHead(cfg, embeddings, name="mlm")(
         core_outputs["sequence_output"], mlm_inputs["masked_lm_positions"])
-    mlm = tf.keras.Model(mlm_inputs, dict(core_outputs, mlm_logits=mlm_logits), name="bert_mlm")
+    mlm = keras.Model(mlm_inputs, dict(core_outputs, mlm_logits=mlm_logits), name="bert_mlm")
     # Keep the MLM head's weights out of the core encoder's variables, as the hub
     # encoders do: fine-tuning `core` must not carry the unused head.
     core._auto_track_sub_layers = False  # pylint: disable=protected-access
@@ -190,7 +191,7 @@ def build(cfg: BertConfig, with_mlm: bool = True) -> tf.keras.Model:
     return core
 
 
-def export(model: tf.keras.Model, path: str, vocab_file: str, lower_case: bool = True,
+def export(model: keras.Model, path: str, vocab_file: str, lower_case: bool = True,
            config: BertConfig | None = None) -> str:
     """Saves `model` (from `build`) as a TF Hub-format encoder SavedModel at `path`.
 
@@ -214,7 +215,7 @@ def export(model: tf.keras.Model, path: str, vocab_file: str, lower_case: bool =
 def export_random(path: str, cfg: BertConfig, vocab_file: str, lower_case: bool = True,
                   seed: int = 0) -> str:
     """Builds a randomly initialised encoder and exports it (tests, the demo)."""
-    tf.keras.utils.set_random_seed(seed)
+    keras.utils.set_random_seed(seed)
     return export(build(cfg), path, vocab_file, lower_case, cfg)
 
 

@@ -13,6 +13,7 @@ import os
 import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
 import numpy as np
 import tensorflow as tf
+import tf_keras as keras
 
 from distill import encoders
 from distill.errors import UserError
@@ -21,19 +22,19 @@ META = "classifier.json"
 
 
 def build(encoder_handle: str, num_outputs: int, dropout: float = 0.1,
-          encoder: tf.keras.layers.Layer | None = None) -> tf.keras.Model:
+          encoder: keras.layers.Layer | None = None) -> keras.Model:
     """A classifier over the encoder at `encoder_handle` (or an already loaded `encoder`)."""
-    inputs = {n: tf.keras.Input((None,), dtype=tf.int32, name=n) for n in encoders.INPUT_NAMES}
+    inputs = {n: keras.Input((None,), dtype=tf.int32, name=n) for n in encoders.INPUT_NAMES}
     encoder = encoder or encoders.load(encoder_handle, trainable=True)
     pooled = encoder(inputs)["pooled_output"]
-    x = tf.keras.layers.Dropout(dropout)(pooled)
-    logits = tf.keras.layers.Dense(
-        num_outputs, kernel_initializer=tf.keras.initializers.TruncatedNormal(stddev=0.02),
+    x = keras.layers.Dropout(dropout)(pooled)
+    logits = keras.layers.Dense(
+        num_outputs, kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02),
         name="logits")(x)
-    return tf.keras.Model(inputs, logits, name="classifier")
+    return keras.Model(inputs, logits, name="classifier")
 
 
-def export(model: tf.keras.Model, path: str, meta: dict) -> str:
+def export(model: keras.Model, path: str, meta: dict) -> str:
     """Saves `model` with a `serving_default` signature and `classifier.json` beside it."""
     spec = {n: tf.TensorSpec([None, None], tf.int32, name=n) for n in encoders.INPUT_NAMES}
 
@@ -90,5 +91,5 @@ def predict(fn, dataset: tf.data.Dataset) -> dict[str, np.ndarray]:
             "logits": np.concatenate(logits)}
 
 
-def count_params(model: tf.keras.Model) -> int:
+def count_params(model: keras.Model) -> int:
     return int(sum(np.prod(v.shape) for v in model.trainable_variables))

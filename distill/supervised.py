@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
 import tensorflow as tf
+import tf_keras as keras
 
 from distill import data, losses, tasks as tasks_lib, text, training
 
 
-def train_on_labels(model: tf.keras.Model, task: tasks_lib.Task, source: data.Source,
+def train_on_labels(model: keras.Model, task: tasks_lib.Task, source: data.Source,
                     preprocessor, seq_length: int, schedule: training.Schedule, seed: int,
                     workdir: str, desc: str) -> dict:
     """Trains `model` with the task loss on `source`; resumes from `workdir`."""

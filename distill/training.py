@@ -15,6 +15,7 @@ from typing import Callable
 
 import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
 import tensorflow as tf
+import tf_keras as keras
 from tqdm import tqdm
 
 from distill import encoders, text as text_lib
@@ -33,7 +34,7 @@ class Schedule:
     checkpoint_every: int = 500  # Steps; a checkpoint is also written after each epoch.
 
 
-class WarmupLinearDecay(tf.keras.optimizers.schedules.LearningRateSchedule):
+class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
     """Linear warm-up to `peak`, then linear decay to zero (Devlin et al. 2019, App. A.2)."""
 
     def __init__(self, peak: float, total_steps: int, warmup_steps: int):
@@ -49,10 +50,10 @@ class WarmupLinearDecay(tf.keras.optimizers.schedules.LearningRateSchedule):
         return {"peak": self.peak, "total_steps": self.total, "warmup_steps": self.warmup}
 
 
-def adamw(schedule: Schedule, total_steps: int) -> tf.keras.optimizers.Optimizer:
+def adamw(schedule: Schedule, total_steps: int) -> keras.optimizers.Optimizer:
     """AdamW as BERT trains it: no weight decay on LayerNorm parameters and biases."""
     lr = WarmupLinearDecay(schedule.learning_rate, total_steps, int(schedule.warmup * total_steps))
-    opt = tf.keras.optimizers.AdamW(learning_rate=lr, weight_decay=schedule.weight_decay,
+    opt = keras.optimizers.AdamW(learning_rate=lr, weight_decay=schedule.weight_decay,
                                     beta_1=0.9, beta_2=0.999, epsilon=1e-6)
     opt.exclude_from_weight_decay(var_names=["layer_norm", "LayerNorm", "bias"])
     return opt
@@ -73,7 +74,7 @@ def steps_per_epoch(examples: int, batch_size: int) -> int:
     return max(1, -(-examples // batch_size))
 
 
-def fit(model: tf.keras.Model, make_dataset: Callable[[int], tf.data.Dataset],
+def fit(model: keras.Model, make_dataset: Callable[[int], tf.data.Dataset],
         examples: int, loss_fn: Callable, schedule: Schedule, workdir: str,
         desc: str = "train") -> dict:
     """Trains `model` on `make_dataset(epoch)` batches and returns a summary.

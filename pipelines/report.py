@@ -21,7 +21,7 @@ def run(cfg: config_lib.Config, run_dir: str) -> str:
     teacher = _done(os.path.join(run_dir, "teacher"))
     stages = {s: _done(stage_dir(run_dir, s)) for s in cfg.student.stages}
     last = stages[cfg.student.stages[-1]]
-    manifest = records.load_manifest(label.store_path(run_dir))
+    manifest = records.load_manifest(label.store_path(cfg, run_dir))
     splits = [s.name for s in task.dev_splits]
     metric_cols = [f"{s} {m}" for s in splits for m in task.metrics]
 

@@ -23,7 +23,7 @@ def stage_dir(run_dir: str, stage: str) -> str:
 
 def inputs_for(cfg: config_lib.Config, stage: str, upstream: dict) -> dict:
     student = config_lib.to_dict(cfg)["student"]
-    keep = ("encoder", "preprocessor", "lower_case", "seq_length", "init", "stages", stage)
+    keep = ("encoder", "preprocessor", "lower_case", "seq_length", "init", stage)
     if stage == "distill":
         keep += ("loss", "temperature", "alpha")
     return {"task": cfg.task, "seed": cfg.seed, "stage": stage, "upstream": upstream,
@@ -39,7 +39,8 @@ def save(model, directory: str, meta: dict) -> None:
 def run(cfg: config_lib.Config, run_dir: str) -> dict:
     task = tasks.get(cfg.task)
     out = stage_dir(run_dir, "distill")
-    manifest = records.check(label.store_path(run_dir), expect={"task": task.name})
+    store = label.store_path(cfg, run_dir)
+    manifest = records.check(store, expect={"task": task.name})
     store_id = artifacts.fingerprint([s["sha256"] for s in manifest["shards"]])
     inputs = inputs_for(cfg, "distill", {"store": store_id})
     done = artifacts.begin(out, inputs)
@@ -47,9 +48,9 @@ def run(cfg: config_lib.Config, run_dir: str) -> dict:
         print(f"[distill] complete in {out}; skipping")
         return done
 
-    dataset, manifest = records.read(label.store_path(run_dir), verify_checksums=False)
+    dataset, manifest = records.read(store, verify_checksums=False)  # Checked just above.
     print(f"[distill] {cfg.student.encoder} ({cfg.student.init}) on {manifest['examples']} soft "
-          f"labels from {label.store_path(run_dir)} (teacher {manifest['teacher']['encoder']})")
+          f"labels from {store} (teacher {manifest['teacher']['encoder']})")
     model = init.build_student(cfg, task)
     encoder = text.Encoder(text.load(cfg.student.preprocessor, cfg.student.lower_case),
                            cfg.student.seq_length, task.is_pair)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
 import tensorflow as tf
+import tf_keras as keras
 
 
 def reinitialize(variables, seed: int = 0, stddev: float = 0.02) -> int:
@@ -25,7 +26,7 @@ def reinitialize(variables, seed: int = 0, stddev: float = 0.02) -> int:
     return len(variables)
 
 
-def build_student(cfg, task, start_from: str | None = None) -> tf.keras.Model:
+def build_student(cfg, task, start_from: str | None = None) -> keras.Model:
     """The student classifier: pre-trained, random, or the weights an earlier stage wrote.
 
     Args:

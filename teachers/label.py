@@ -17,8 +17,9 @@ from distill import artifacts, config as config_lib, data, models, records, task
 from teachers import finetune
 
 
-def store_path(run_dir: str) -> str:
-    return os.path.join(run_dir, "soft_labels")
+def store_path(cfg: config_lib.Config, run_dir: str) -> str:
+    """The run's own store, or the shared one that `data.soft_labels` names."""
+    return cfg.data.soft_labels or os.path.join(run_dir, "soft_labels")
 
 
 def producer(cfg: config_lib.Config, run_dir: str, source: data.Source) -> dict:
@@ -40,8 +41,13 @@ def producer(cfg: config_lib.Config, run_dir: str, source: data.Source) -> dict:
 
 def run(cfg: config_lib.Config, run_dir: str, worker: int = 0, num_workers: int = 1) -> dict:
     task = tasks.get(cfg.task)
+    if cfg.data.soft_labels:
+        manifest = records.check(cfg.data.soft_labels, expect={"task": task.name})
+        print(f"[label] reusing the store {cfg.data.soft_labels} ({manifest['examples']} "
+              f"examples, teacher {manifest['teacher']['encoder']}); skipping")
+        return manifest
     source = data.transfer(cfg.data, task)
-    store = store_path(run_dir)
+    store = store_path(cfg, run_dir)
     writer = records.Writer(store, producer(cfg, run_dir, source), source.total_examples,
                             cfg.teacher.shard_size, task.num_outputs, task.is_regression)
     pending = writer.pending(worker, num_workers)

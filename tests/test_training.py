@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras as keras
 
 from distill import encoders, training
 
@@ -21,11 +22,11 @@ def test_no_weight_decay_on_layer_norm_and_bias():
 
 
 def _model():
-    tf.keras.utils.set_random_seed(0)
-    inputs = {n: tf.keras.Input((None,), dtype=tf.int32, name=n) for n in encoders.INPUT_NAMES}
-    x = tf.keras.layers.Embedding(20, 8)(inputs["input_word_ids"])
-    x = tf.keras.layers.GlobalAveragePooling1D()(x)
-    return tf.keras.Model(inputs, tf.keras.layers.Dense(2)(x))
+    keras.utils.set_random_seed(0)
+    inputs = {n: keras.Input((None,), dtype=tf.int32, name=n) for n in encoders.INPUT_NAMES}
+    x = keras.layers.Embedding(20, 8)(inputs["input_word_ids"])
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    return keras.Model(inputs, keras.layers.Dense(2)(x))
 
 
 def _make_dataset(fail_at=None):
