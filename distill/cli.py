@@ -4,6 +4,8 @@
     distill teacher|label|train|finetune|evaluate CONFIG --output DIR [--set ...]
     distill demo --output DIR                               # offline, locally built encoders
     distill convert --from {bert-tf1,hf} SRC --output DIR   # checkpoints -> TF Hub format
+    distill mlm --student HANDLE --data TEXT... --output DIR  # continued MLM pre-training
+    distill export RUN --output DIR                         # serving SavedModel on raw strings
 
 Bad input ends with one line on stderr naming the file, line or field, and exit
 status 2; nothing already written is changed.
@@ -53,6 +55,19 @@ def _parser() -> argparse.ArgumentParser:
     casing = conv.add_mutually_exclusive_group()
     casing.add_argument("--lower-case", dest="lower_case", action="store_true", default=None)
     casing.add_argument("--cased", dest="lower_case", action="store_false")
+    m = sub.add_parser("mlm", help="continue masked-LM pre-training of a student encoder")
+    m.add_argument("--student", required=True, help="TF Hub encoder handle or directory with .mlm")
+    m.add_argument("--data", required=True, nargs="+", help="text files, one text per line")
+    m.add_argument("--output", required=True, help="writes OUTPUT/encoder (TF Hub format)")
+    m.add_argument("--epochs", type=float, default=1.0)
+    m.add_argument("--batch-size", type=int, default=32)
+    m.add_argument("--learning-rate", type=float, default=1e-4)
+    m.add_argument("--seq-length", type=int, default=128)
+    m.add_argument("--max-predictions", type=int, default=20)
+    m.add_argument("--seed", type=int, default=0)
+    exp = sub.add_parser("export", help="export a run's student for serving on raw strings")
+    exp.add_argument("run_dir", help="a run directory made by `distill run`")
+    exp.add_argument("--output", required=True, help="the serving SavedModel directory")
     demo = sub.add_parser("demo", help="run the whole recipe offline on built-in data and encoders")
     demo.add_argument("--output", required=True, help="run directory")
     demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -65,6 +80,20 @@ def _dispatch(args) -> None:
 
     if args.command == "demo":
         demo.run(args.output, args.overrides)
+        return
+    if args.command == "export":
+        from students import export
+
+        export.run(args.run_dir, args.output)
+        return
+    if args.command == "mlm":
+        from distill import training
+        from students import mlm
+
+        schedule = training.Schedule(epochs=args.epochs, batch_size=args.batch_size,
+                                     learning_rate=args.learning_rate)
+        mlm.train(args.student, args.data, args.output, schedule, args.seq_length,
+                  args.max_predictions, seed=args.seed)
         return
     if args.command == "convert":
         from distill import convert
@@ -80,6 +109,8 @@ def _dispatch(args) -> None:
         return
     cfg = glue.prepare(cfg, args.output)
     stage = {"train": "distill"}.get(args.command, args.command)
+    if stage in ("distill", "finetune", "evaluate"):
+        cfg = glue.with_mlm_student(cfg, args.output)
     if stage == "label":
         if not 0 <= args.worker < args.num_workers:
             raise UserError(f"--worker {args.worker}: expected 0 <= worker < --num-workers "

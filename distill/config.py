@@ -55,6 +55,18 @@ class TeacherConfig:
 
 
 @dataclasses.dataclass
+class MLMConfig:
+    """Optional continued MLM pre-training of the student before distillation (students/mlm.py)."""
+
+    data: list = dataclasses.field(default_factory=list)  # Text files; empty = no MLM stage.
+    seq_length: int = 128
+    max_predictions: int = 20  # Masked positions per sequence at most.
+    heldout: float = 0.05  # Fraction of the text kept aside to measure the MLM loss.
+    train: Schedule = dataclasses.field(
+        default_factory=lambda: Schedule(epochs=1, batch_size=32, learning_rate=1e-4))
+
+
+@dataclasses.dataclass
 class StudentConfig:
     encoder: str = SMALL_BERT  # Pre-trained compact student (any of the 24 small BERTs).
     preprocessor: str = PREPROCESSOR
@@ -69,6 +81,7 @@ class StudentConfig:
         default_factory=lambda: Schedule(epochs=3, batch_size=32, learning_rate=1e-4))
     finetune: Schedule = dataclasses.field(
         default_factory=lambda: Schedule(epochs=3, batch_size=32, learning_rate=5e-5))
+    mlm: MLMConfig = dataclasses.field(default_factory=MLMConfig)
 
 
 @dataclasses.dataclass

@@ -178,6 +178,26 @@ def _glue_tsv(directory: str, task: tasks_lib.Task, split_name: str) -> Source:
     return Source(f"glue_dir:{directory}", split.name, len(rows["id"]), _from_rows(rows, task))
 
 
+def plain_lines(paths: list[str]) -> tuple[tf.data.Dataset, int]:
+    """Unlabeled text for MLM: every non-empty line of `paths`, checked, then streamed.
+
+    Returns:
+      (dataset of strings in file order, number of lines).
+    """
+    if not paths:
+        raise UserError("No text files given; expected at least one file with one text per line.")
+    count = 0
+    for path in paths:
+        if not os.path.isfile(path):
+            raise UserError(f"Text file {path} does not exist.")
+        for number, line in _decoded_lines(path):
+            if not line.strip():
+                raise UserError(f"{path}:{number}: empty line; expected one text per line.")
+            count += 1
+    lines = tf.data.TextLineDataset(list(paths)).map(lambda l: tf.strings.regex_replace(l, "\r$", ""))
+    return lines, count
+
+
 def _text_lines(path: str, task: tasks_lib.Task) -> Source:
     """Unlabeled transfer text: checked in one streaming pass, then read by TextLineDataset."""
     if not os.path.isfile(path):

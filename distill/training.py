@@ -76,7 +76,7 @@ def steps_per_epoch(examples: int, batch_size: int) -> int:
 
 def fit(model: keras.Model, make_dataset: Callable[[int], tf.data.Dataset],
         examples: int, loss_fn: Callable, schedule: Schedule, workdir: str,
-        desc: str = "train") -> dict:
+        desc: str = "train", input_names=encoders.INPUT_NAMES) -> dict:
     """Trains `model` on `make_dataset(epoch)` batches and returns a summary.
 
     Args:
@@ -87,6 +87,7 @@ def fit(model: keras.Model, make_dataset: Callable[[int], tf.data.Dataset],
       loss_fn: (logits, batch) -> (loss, dict of named parts).
       schedule: optimisation hyperparameters.
       workdir: checkpoints and TensorBoard logs go here; a rerun resumes.
+      input_names: the batch features the model takes.
     """
     per_epoch = steps_per_epoch(examples, schedule.batch_size)
     total = max(1, int(round(schedule.epochs * per_epoch)))
@@ -102,7 +103,7 @@ def fit(model: keras.Model, make_dataset: Callable[[int], tf.data.Dataset],
     @tf.function(reduce_retracing=True)
     def train_step(batch):
         with tf.GradientTape() as tape:
-            logits = model({n: batch[n] for n in encoders.INPUT_NAMES}, training=True)
+            logits = model({n: batch[n] for n in input_names}, training=True)
             loss, parts = loss_fn(logits, batch)
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))

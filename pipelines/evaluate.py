@@ -1,7 +1,8 @@
 """Stage 5: dev-set metrics of teacher and student, and the student's GLUE test predictions.
 
     distill evaluate CONFIG --output RUN
-Writes RUN/metrics.json and RUN/submission/<GLUE file>.tsv (header
+Writes RUN/metrics.json, RUN/predictions/<role>-<split>.npz (ids, labels,
+logits) and RUN/submission/<GLUE file>.tsv (header
 "index<TAB>prediction", as the GLUE server expects). Test splits whose files
 are absent (a GLUE directory without test.tsv) are skipped with a note.
 """
@@ -59,6 +60,7 @@ def run(cfg: config_lib.Config, run_dir: str) -> dict:
             out = _predict(cfg, task, *args, split.name)
             results[role][split.name] = {**metrics.compute(task, out["label"], out["logits"]),
                                          "examples": int(len(out["id"]))}
+            _save_predictions(run_dir, f"{role}-{split.name}", out)
         results[role]["eval_seconds"] = round(time.time() - t0, 2)
         print(f"[evaluate] {role}: " + ", ".join(
             f"{s.name} {results[role][s.name]['score']:.4f}" for s in task.dev_splits))
@@ -79,6 +81,15 @@ def run(cfg: config_lib.Config, run_dir: str) -> dict:
         results["submission"][split.name] = {"file": path, "examples": int(len(out["id"]))}
     records.write_json_atomic(os.path.join(run_dir, "metrics.json"), _plain(results))
     return results
+
+
+def _save_predictions(run_dir: str, name: str, out: dict) -> None:
+    """RUN/predictions/NAME.npz: ids, gold labels and logits, in dev-set order."""
+    directory = os.path.join(run_dir, "predictions")
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f"{name}.tmp.npz")
+    np.savez(tmp, **out)
+    os.replace(tmp, os.path.join(directory, f"{name}.npz"))
 
 
 def _plain(obj):

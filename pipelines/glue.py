@@ -6,12 +6,13 @@ resumes when they are not; see distill/artifacts.py.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 
 from distill import config as config_lib
 from pipelines import evaluate, report
-from students import distill as student_distill, finetune as student_finetune
+from students import distill as student_distill, finetune as student_finetune, mlm
 from teachers import finetune as teacher_finetune, label
 
 STAGES = {
@@ -32,9 +33,18 @@ def prepare(cfg: config_lib.Config, run_dir: str) -> config_lib.Config:
     return cfg
 
 
+def with_mlm_student(cfg: config_lib.Config, run_dir: str) -> config_lib.Config:
+    """Runs the MLM stage when `student.mlm.data` is set; the student is then its result."""
+    if not cfg.student.mlm.data:
+        return cfg
+    mlm.run(cfg, run_dir)
+    student = dataclasses.replace(cfg.student, encoder=mlm.encoder_path(run_dir))
+    return dataclasses.replace(cfg, student=student)
+
+
 def run(cfg: config_lib.Config, run_dir: str) -> dict:
     """Runs every stage of the recipe in order; returns the evaluation results."""
-    cfg = prepare(cfg, run_dir)
+    cfg = with_mlm_student(prepare(cfg, run_dir), run_dir)
     timings = {}
     for name in ["teacher", "label", *cfg.student.stages, "evaluate", "report"]:
         t0 = time.time()

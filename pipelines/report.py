@@ -60,6 +60,16 @@ def run(cfg: config_lib.Config, run_dir: str) -> str:
         lines.append(f"| student {name} | {summary.get('steps')} | {summary.get('seconds')} |")
     lines.append(f"| evaluation (teacher + student) | - | "
                  f"{results['teacher']['eval_seconds'] + results['student']['eval_seconds']:.2f} |")
+    serving = os.path.join(run_dir, "serving.json")
+    if os.path.isfile(serving):
+        with open(serving) as f:
+            s = json.load(f)
+        check = s["check_against_evaluation"]
+        lines += ["", "## Serving export", "",
+                  f"- `{s['export']}`: {s['size_bytes'] / 1e6:.1f} MB",
+                  f"- latency on this machine: {s['latency_ms_batch_1']} ms (batch 1), "
+                  f"{s['latency_ms_batch_32']} ms (batch 32), median of 20 calls",
+                  f"- against the evaluation's dev predictions: {check or 'not checked'}"]
     if results.get("submission"):
         lines += ["", "## GLUE test predictions", ""]
         lines += [f"- {s}: `{v['file']}` ({v['examples']} rows)"

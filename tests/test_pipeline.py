@@ -99,8 +99,10 @@ def glue_sst2_dir(tmp_path):
     return str(tmp_path / "SST-2")
 
 
-@pytest.mark.large
-def test_run_from_a_glue_directory(tmp_path):
+@pytest.fixture(scope="module")
+def glue_run(tmp_path_factory):
+    """One small run from a GLUE directory (the real SST-2 when present), shared by two tests."""
+    tmp_path = tmp_path_factory.mktemp("glue_run")
     glue_dir = glue_sst2_dir(tmp_path)
     train_texts = [line.split("\t")[0] for line in open(os.path.join(glue_dir, "train.tsv"))][1:2001]
     vocab = small_vocab(tmp_path / "vocab.txt", train_texts)
@@ -118,18 +120,53 @@ def test_run_from_a_glue_directory(tmp_path):
         f"student.encoder={student}", f"student.preprocessor={vocab}", "student.seq_length=48",
         "student.distill.epochs=1", "student.distill.learning_rate=1e-3",
     ])
-    results = glue.run(cfg, str(tmp_path / "run"))
-    manifest, ids, logits = read_store_plainly(str(tmp_path / "run" / "soft_labels"))
-    assert manifest["examples"] == len(ids) == 200 * len(transfer)
+    run_dir = tmp_path / "run"
+    return run_dir, glue.run(cfg, str(run_dir)), len(transfer), glue_dir
+
+
+@pytest.mark.large
+def test_run_from_a_glue_directory(glue_run):
+    run_dir, results, entries, glue_dir = glue_run
+    manifest, ids, logits = read_store_plainly(str(run_dir / "soft_labels"))
+    assert manifest["examples"] == len(ids) == 200 * entries
     assert len(set(ids)) == len(ids)
-    assert results["student"]["validation"]["examples"] == (200 if glue_dir.startswith(str(SHARED_DATA)) else 100)
+    real = glue_dir.startswith(str(SHARED_DATA))
+    assert results["student"]["validation"]["examples"] == (200 if real else 100)
     assert 0.0 <= results["student"]["validation"]["accuracy"] <= 1.0
-    assert (tmp_path / "run" / "report.md").exists()
+    assert (run_dir / "report.md").exists()
+
+
+@pytest.mark.large
+def test_export_serves_raw_strings_without_this_project(glue_run, tmp_path):
+    run_dir = glue_run[0]
+    from students import export
+
+    summary = export.run(str(run_dir), str(tmp_path / "serving"))
+    check = summary["check_against_evaluation"]
+    assert check["same_predictions"] and check["max_abs_difference"] < 1e-5
+    assert summary["latency_ms_batch_1"] > 0 and summary["latency_ms_batch_32"] > 0
+    assert "## Serving export" in (run_dir / "report.md").read_text()
+    script = (
+        "import sys\n"
+        "for name in ('distill', 'teachers', 'students', 'pipelines'):\n"
+        "    sys.modules[name] = None  # this project cannot be imported here\n"
+        "import json, tensorflow as tf, tensorflow_text\n"
+        f"m = tf.saved_model.load({str(tmp_path / 'serving')!r})\n"
+        "out = m.signatures['serving_default'](text_a=tf.constant(['a fine movie', 'dull']))\n"
+        "print(json.dumps([out['probabilities'].numpy().sum(axis=1).round(4).tolist(),"
+        " [l.decode() for l in out['label'].numpy()]]))\n")
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    sums, labels = json.loads(result.stdout.strip().splitlines()[-1])
+    assert sums == [1.0, 1.0] and set(labels) <= {"negative", "positive"}
 
 
 @pytest.mark.large
 def test_run_from_tfds_mock_data_on_a_pair_task(tmp_path, vocab_file, tiny_encoder):
+    domain = write(tmp_path / "domain.txt", ["the good movie", "not very bad", "the movies"] * 20)
     cfg = config.load(None, [
+        f"student.mlm.data=[{domain!r}]", "student.mlm.seq_length=16",
         "task=rte", "data.labeled=tfds", "data.transfer=['labeled:train', 'labeled:test']",
         f"teacher.encoder={tiny_encoder}", f"teacher.preprocessor={vocab_file}",
         "teacher.seq_length=32", "teacher.train.epochs=1", "teacher.shard_size=8",
@@ -145,3 +182,8 @@ def test_run_from_tfds_mock_data_on_a_pair_task(tmp_path, vocab_file, tiny_encod
     assert results["teacher"]["validation"]["examples"] == 20
     assert (tmp_path / "run" / "submission" / "RTE.tsv").read_text().count("\n") == 21
     assert (tmp_path / "run" / "student" / "finetune" / "done.json").exists()
+    # The MLM stage ran first, and distillation started from its encoder.
+    mlm_done = json.load(open(tmp_path / "run" / "student" / "mlm" / "done.json"))
+    assert mlm_done["summary"]["texts"] == 60
+    distill_inputs = json.load(open(tmp_path / "run" / "student" / "distill" / "inputs.json"))
+    assert distill_inputs["student"]["encoder"] == str(tmp_path / "run" / "student" / "mlm" / "encoder")

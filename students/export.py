@@ -1,0 +1,123 @@
+"""Export a run's student for serving: raw strings in, probabilities and label names out.
+
+    distill export RUN --output DIR
+
+DIR is a SavedModel whose `serving_default` takes `text_a` (and `text_b` for
+pair tasks), a batch of raw strings, tokenizes them inside the graph and
+returns `probabilities` [batch, classes], `label` (the predicted label name) and
+`label_names` [batch, classes], or `score` for STS-B. Load it with plain
+`tf.saved_model.load` after `import tensorflow_text`; this project need not be
+installed. The export checks itself against the run's own dev predictions and
+records its size and latency in RUN/serving.json and RUN/report.md.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import time
+
+import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
+import numpy as np
+import tensorflow as tf
+
+from distill import config as config_lib, data, encoders, records, tasks, text
+from distill.errors import UserError
+from pipelines import evaluate, report
+
+
+def build(cfg: config_lib.Config, run_dir: str) -> tuple[tf.Module, object]:
+    """The serving module and its signature function."""
+    task = tasks.get(cfg.task)
+    classifier_dir = evaluate.student_model_path(cfg, run_dir)
+    if not os.path.isdir(classifier_dir):
+        raise UserError(f"{classifier_dir} does not exist; run the student stages first.")
+    module = tf.Module()
+    module.classifier = tf.saved_model.load(classifier_dir)
+    module.preprocessor = text.load(cfg.student.preprocessor, cfg.student.lower_case)
+    encoder = text.Encoder(module.preprocessor, cfg.student.seq_length, task.is_pair)
+    classify = module.classifier.signatures["serving_default"]
+    label_names = tf.constant(task.label_names or ["score"])
+
+    def outputs(text_a, text_b):
+        inputs = encoder({"text_a": text_a, "text_b": text_b})
+        logits = classify(**{n: inputs[n] for n in encoders.INPUT_NAMES})["logits"]
+        if task.is_regression:
+            return {"score": logits[:, 0]}
+        probabilities = tf.nn.softmax(logits, axis=-1)
+        return {"probabilities": probabilities,
+                "label": tf.gather(label_names, tf.argmax(probabilities, axis=-1)),
+                "label_names": tf.broadcast_to(label_names, tf.shape(probabilities))}
+
+    spec = tf.TensorSpec([None], tf.string)
+    if task.is_pair:
+        serve = tf.function(lambda text_a, text_b: outputs(text_a, text_b),
+                            input_signature=[spec, spec])
+    else:
+        serve = tf.function(lambda text_a: outputs(text_a, tf.zeros_like(text_a)),
+                            input_signature=[spec])
+    return module, serve
+
+
+def _latency_ms(fn, texts: list[str], pair: bool, repeats: int = 20) -> float:
+    batch = {"text_a": tf.constant(texts)}
+    if pair:
+        batch["text_b"] = tf.constant(texts)
+    for _ in range(3):
+        fn(**batch)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn(**batch)
+        times.append((time.perf_counter() - t0) * 1000)
+    return round(statistics.median(times), 2)
+
+
+def run(run_dir: str, output: str) -> dict:
+    """Exports the run's final student to `output`, checks it, and records size and latency."""
+    config_path = os.path.join(run_dir, "config.yaml")
+    if not os.path.isfile(config_path):
+        raise UserError(f"{run_dir} has no config.yaml; expected a directory made by `distill run`.")
+    cfg = config_lib.load(config_path)
+    task = tasks.get(cfg.task)
+    module, serve = build(cfg, run_dir)
+    tmp = output.rstrip("/") + ".tmp"
+    if os.path.isdir(tmp):
+        shutil.rmtree(tmp)
+    tf.saved_model.save(module, tmp, signatures={"serving_default": serve})
+    if os.path.isdir(output):
+        shutil.rmtree(output)
+    os.replace(tmp, output)
+
+    fn = tf.saved_model.load(output).signatures["serving_default"]
+    split = task.dev_splits[0].name
+    dev = list(data.labeled(cfg.data, task, split).get_tfdata().as_numpy_iterator())
+    texts_a = [ex["text_a"].decode() for ex in dev]
+    check = {}
+    predictions = os.path.join(run_dir, "predictions", f"student-{split}.npz")
+    if os.path.isfile(predictions):
+        expected = np.load(predictions)["logits"]
+        got = []
+        for i in range(0, len(dev), 64):
+            batch = {"text_a": tf.constant(texts_a[i:i + 64])}
+            if task.is_pair:
+                batch["text_b"] = tf.constant([ex["text_b"].decode() for ex in dev[i:i + 64]])
+            out = fn(**batch)
+            got.append(out["score"].numpy()[:, None] if task.is_regression
+                       else out["probabilities"].numpy())
+        got = np.concatenate(got)
+        want = expected if task.is_regression else tf.nn.softmax(expected).numpy()
+        check = {"dev_examples": len(dev), "max_abs_difference": float(np.abs(got - want).max()),
+                 "same_predictions": bool((got.argmax(-1) == want.argmax(-1)).all())
+                 if not task.is_regression else None}
+    size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(output) for f in fs)
+    summary = {"export": os.path.abspath(output), "size_bytes": size,
+               "latency_ms_batch_1": _latency_ms(fn, texts_a[:1], task.is_pair),
+               "latency_ms_batch_32": _latency_ms(fn, (texts_a * 32)[:32], task.is_pair),
+               "check_against_evaluation": check}
+    records.write_json_atomic(os.path.join(run_dir, "serving.json"), summary)
+    if os.path.isfile(os.path.join(run_dir, "metrics.json")):
+        report.run(cfg, run_dir)
+    print(f"[export] {output}: {size / 1e6:.1f} MB, latency {summary['latency_ms_batch_1']} ms "
+          f"(batch 1), {summary['latency_ms_batch_32']} ms (batch 32); check {check}")
+    return summary

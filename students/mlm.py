@@ -1,0 +1,170 @@
+"""Continued masked-LM pre-training of a student encoder through its `.mlm` subobject.
+
+    distill mlm --student HANDLE --data domain.txt [more.txt ...] --output DIR
+
+Adapts a pre-trained compact student to the task's domain before distillation
+(the first step of Pre-trained Distillation, Turc et al. 2019, Sec. 3). Masking
+is BERT's (Devlin et al. 2019, Sec. 3.1): 15% of word pieces are selected, never
+[CLS]/[SEP]/[PAD] (tensorflow-text takes ceil(15%) of each sequence where BERT's
+data script rounds; the same on long inputs); of those 80% become [MASK], 10% a
+random token, 10% stay.
+It is drawn anew every time a batch is made, so each epoch sees new masks
+(dynamic masking, Liu et al. 2019). The result is exported in the same TF Hub
+encoder format, `.mlm` included, so it plugs into `distill run` as the student;
+the pipeline runs it as its first stage when `student.mlm.data` is set.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
+import tensorflow as tf
+import tensorflow_hub as hub
+import tensorflow_text as tf_text
+import tf_keras as keras
+
+from distill import artifacts, config as config_lib, data, encoders, text, training
+from distill.errors import UserError
+
+MLM_INPUTS = (*encoders.INPUT_NAMES, "masked_lm_positions")
+
+
+def _special_ids(vocab_file: str) -> dict:
+    with open(vocab_file, encoding="utf-8") as f:
+        vocab = [line.rstrip("\n") for line in f]
+    if "[MASK]" not in vocab:
+        raise UserError(f"Vocab {vocab_file} has no [MASK] token; expected a BERT WordPiece vocab.")
+    return {t: vocab.index(t) for t in text.SPECIAL_TOKENS} | {"size": len(vocab)}
+
+
+class Masker:
+    """Raw text batches -> masked encoder inputs with `masked_lm_{positions,ids,weights}`."""
+
+    def __init__(self, preprocessor, vocab_file: str, seq_length: int = 128,
+                 max_predictions: int = 20, selection_rate: float = 0.15):
+        ids = _special_ids(vocab_file)
+        self.preprocessor, self.ids = preprocessor, ids
+        self.seq_length, self.max_predictions = seq_length, max_predictions
+        self.selector = tf_text.RandomItemSelector(
+            max_selections_per_batch=max_predictions, selection_rate=selection_rate,
+            unselectable_ids=[ids["[CLS]"], ids["[SEP]"], ids["[PAD]"]])
+        self.chooser = tf_text.MaskValuesChooser(ids["size"], ids["[MASK]"], mask_token_rate=0.8,
+                                                 random_token_rate=0.1)
+
+    def __call__(self, texts: tf.Tensor) -> dict:
+        tokens = self.preprocessor.tokenize(texts).merge_dims(-2, -1)[:, : self.seq_length - 2]
+        ids, _ = tf_text.combine_segments([tf.cast(tokens, tf.int32)], self.ids["[CLS]"],
+                                          self.ids["[SEP]"])
+        masked, positions, targets = tf_text.mask_language_model(ids, self.selector, self.chooser)
+        word_ids, mask = tf_text.pad_model_inputs(masked, max_seq_length=self.seq_length)
+        positions, weights = tf_text.pad_model_inputs(positions, max_seq_length=self.max_predictions)
+        targets, _ = tf_text.pad_model_inputs(targets, max_seq_length=self.max_predictions)
+        longest = tf.reduce_max(tf.reduce_sum(mask, axis=1))
+        predictions = tf.maximum(1, tf.cast(tf.reduce_max(tf.reduce_sum(weights, axis=1)), tf.int32))
+        return {"input_word_ids": word_ids[:, :longest], "input_mask": mask[:, :longest],
+                "input_type_ids": tf.zeros_like(word_ids[:, :longest]),
+                "masked_lm_positions": tf.cast(positions[:, :predictions], tf.int32),
+                "masked_lm_ids": tf.cast(targets[:, :predictions], tf.int32),
+                "masked_lm_weights": tf.cast(weights[:, :predictions], tf.float32),
+                # The unmasked ids, so tests can check the 80/10/10 statistics.
+                "original_ids": tf_text.pad_model_inputs(ids, self.seq_length)[0][:, :longest]}
+
+
+def mlm_loss(logits, batch):
+    """Mean cross-entropy over the masked positions that exist (weight 1)."""
+    per_token = tf.nn.sparse_softmax_cross_entropy_with_logits(batch["masked_lm_ids"],
+                                                               tf.cast(logits, tf.float32))
+    weights = batch["masked_lm_weights"]
+    loss = tf.math.divide_no_nan(tf.reduce_sum(per_token * weights), tf.reduce_sum(weights))
+    return loss, {"mlm": loss}
+
+
+def _load_mlm(handle: str):
+    if "://" not in handle and not os.path.isdir(handle):
+        raise UserError(f"Encoder handle {handle!r}: no such directory, and not a TF Hub URL.")
+    try:
+        loaded = hub.load(handle)
+    except Exception as e:
+        raise UserError(f"Encoder handle {handle!r} could not be loaded: {e}") from e
+    if not hasattr(loaded, "mlm"):
+        raise UserError(f"Encoder {handle!r} has no .mlm subobject; expected a TF Hub BERT "
+                        f"encoder exported with its masked-LM head.")
+    if not hasattr(loaded, "vocab_file"):
+        raise UserError(f"Encoder {handle!r} carries no vocab_file asset; pass --preprocessor.")
+    inputs = {n: keras.Input((None,), dtype=tf.int32, name=n) for n in MLM_INPUTS}
+    logits = hub.KerasLayer(loaded.mlm, trainable=True, name="mlm")(inputs)["mlm_logits"]
+    return loaded, keras.Model(inputs, logits)
+
+
+def heldout_loss(model, batches) -> float:
+    total, count = 0.0, 0.0
+    for batch in batches:
+        loss, _ = mlm_loss(model({n: batch[n] for n in MLM_INPUTS}, training=False), batch)
+        weight = float(tf.reduce_sum(batch["masked_lm_weights"]))
+        total, count = total + float(loss) * weight, count + weight
+    return total / max(count, 1.0)
+
+
+def train(handle: str, paths: list[str], output: str, schedule: training.Schedule,
+          seq_length: int = 128, max_predictions: int = 20, heldout: float = 0.05,
+          seed: int = 0) -> dict:
+    """Continues MLM training of `handle` on `paths`; exports OUTPUT/encoder. Returns a summary."""
+    loaded, model = _load_mlm(handle)
+    vocab = loaded.vocab_file.asset_path.numpy().decode()
+    preprocessor = text.WordPiecePreprocessor(vocab, bool(loaded.do_lower_case.numpy()))
+    lines, count = data.plain_lines(paths)
+    n_heldout = max(1, int(count * heldout))
+    masker = Masker(preprocessor, vocab, seq_length, max_predictions)
+
+    def heldout_batches():
+        tf.random.set_seed(seed)  # The same masks at every evaluation.
+        return lines.skip(count - n_heldout).batch(schedule.batch_size).map(masker)
+
+    def make_dataset(epoch):
+        return (lines.take(count - n_heldout)
+                .shuffle(10_000, seed=seed * 1000 + epoch, reshuffle_each_iteration=False)
+                .batch(schedule.batch_size).map(masker, num_parallel_calls=tf.data.AUTOTUNE)
+                .prefetch(tf.data.AUTOTUNE))
+
+    before = heldout_loss(model, heldout_batches())
+    summary = training.fit(model, make_dataset, count - n_heldout, mlm_loss, schedule,
+                           os.path.join(output, "train"), desc="mlm", input_names=MLM_INPUTS)
+    after = heldout_loss(model, heldout_batches())
+    print(f"[mlm] held-out MLM loss {before:.4f} -> {after:.4f} ({n_heldout} texts)")
+    path = os.path.join(output, "encoder")
+    tmp = path + ".tmp"
+    if os.path.isdir(tmp):
+        shutil.rmtree(tmp)
+    tf.saved_model.save(loaded, tmp)  # The same object: core API and .mlm, trained weights.
+    source_config = os.path.join(handle, "bert_config.json")
+    if os.path.isfile(source_config):
+        shutil.copyfile(source_config, os.path.join(tmp, "bert_config.json"))
+    if os.path.isdir(path):
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+    summary.update({"heldout_loss_before": before, "heldout_loss_after": after,
+                    "texts": count, "heldout_texts": n_heldout, "encoder": path})
+    with open(os.path.join(output, "mlm.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    return summary
+
+
+def encoder_path(run_dir: str) -> str:
+    return os.path.join(run_dir, "student", "mlm", "encoder")
+
+
+def run(cfg: config_lib.Config, run_dir: str) -> dict:
+    """The pipeline stage: MLM on `student.mlm.data`, before distillation."""
+    out = os.path.join(run_dir, "student", "mlm")
+    inputs = {"encoder": cfg.student.encoder, "seed": cfg.seed,
+              "mlm": config_lib.to_dict(cfg)["student"]["mlm"]}
+    done = artifacts.begin(out, inputs)
+    if done:
+        print(f"[mlm] complete in {out}; skipping")
+        return done
+    m = cfg.student.mlm
+    summary = train(cfg.student.encoder, m.data, out, m.train, m.seq_length, m.max_predictions,
+                    m.heldout, cfg.seed)
+    return artifacts.finish(out, inputs, summary)
