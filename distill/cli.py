@@ -1,6 +1,8 @@
 """The `distill` command: the whole recipe, or one stage of it.
 
     distill run CONFIG --output DIR [--set key=value ...]   # every stage, skipping done ones
+    distill sweep CONFIG --output DIR                       # keras-tuner over the student
+    distill reproduce CONFIG --output DIR                   # the paper's grid and tables
     distill teacher|label|train|finetune|evaluate CONFIG --output DIR [--set ...]
     distill demo --output DIR                               # offline, locally built encoders
     distill convert --from {bert-tf1,hf} SRC --output DIR   # checkpoints -> TF Hub format
@@ -40,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
         return p
 
     with_config("run", "run the whole recipe (skips stages already complete)")
+    with_config("sweep", "keras-tuner sweep over the student stages, one shared teacher and store")
+    with_config("reproduce", "a grid of students x methods x tasks x seeds (the paper's tables)")
     for name, help_text in STAGE_COMMANDS.items():
         p = with_config(name, help_text)
         if name == "label":
@@ -106,6 +110,16 @@ def _dispatch(args) -> None:
     cfg = config_lib.load(args.config, args.overrides)
     if args.command == "run":
         glue.run(cfg, args.output)
+        return
+    if args.command == "sweep":
+        from pipelines import sweep
+
+        sweep.run(cfg, args.output)
+        return
+    if args.command == "reproduce":
+        from pipelines import paper
+
+        paper.run(cfg, args.output)
         return
     cfg = glue.prepare(cfg, args.output)
     stage = {"train": "distill"}.get(args.command, args.command)

@@ -9,6 +9,7 @@ config is saved as `config.yaml` in the run directory.
 from __future__ import annotations
 
 import ast
+import copy
 import dataclasses
 import difflib
 import types
@@ -39,6 +40,10 @@ class DataConfig:
     # Reuse a complete soft-label store (e.g. another run's RUN/soft_labels) instead of
     # labeling: a sweep of many students costs one teacher pass.
     soft_labels: typing.Optional[str] = None
+    # Carve a validation split out of D_L's train split (seeded, fixed): teacher and
+    # students then train on the rest, and sweeps select on it, never on dev.
+    validation_fraction: float = 0.0
+    validation_seed: int = 0
 
 
 @dataclasses.dataclass
@@ -85,6 +90,34 @@ class StudentConfig:
 
 
 @dataclasses.dataclass
+class SweepConfig:
+    """`distill sweep` (pipelines/sweep.py): keras-tuner over the student stages."""
+
+    oracle: str = "random"  # random | bayesian | hyperband | grid
+    max_trials: int = 10
+    # Config key -> a list of choices, or {min, max[, log]} for a number range.
+    space: dict = dataclasses.field(default_factory=dict)
+    # "small_bert_grid": batch size {8, 16, 32, 64, 128} x learning rate {3e-4, 1e-4,
+    # 5e-5, 3e-5}, 4 epochs, as the small-BERT release recommends.
+    preset: typing.Optional[str] = None
+    max_epochs: int = 4  # Hyperband's largest budget, in distillation epochs.
+
+
+@dataclasses.dataclass
+class GridConfig:
+    """`distill reproduce` (pipelines/paper.py): students x methods x tasks x seeds."""
+
+    tasks: list = dataclasses.field(default_factory=lambda: ["sst2"])
+    task_config: str = "configs/glue/{task}.yaml"  # Base config of each task's cells.
+    overrides: list = dataclasses.field(default_factory=list)  # key=value, for every cell.
+    # "small_bert_24", or a list of {name, encoder[, truncated_encoder]}.
+    students: typing.Any = "small_bert_24"
+    methods: list = dataclasses.field(default_factory=lambda: ["PF", "D", "PD", "PDF"])
+    seeds: list = dataclasses.field(default_factory=lambda: [0])
+    assets: typing.Optional[str] = None  # "demo": build the demo's data and encoders first.
+
+
+@dataclasses.dataclass
 class Config:
     task: str = "sst2"  # One of distill.tasks.TASKS.
     seed: int = 0
@@ -94,6 +127,8 @@ class Config:
     eval_batch_size: int = 128
     # Turns any config into a smoke run: 64 examples per split, a few steps per stage.
     runlocal: bool = False
+    sweep: SweepConfig = dataclasses.field(default_factory=SweepConfig)
+    grid: GridConfig = dataclasses.field(default_factory=GridConfig)
 
 
 def _fields(cls) -> dict:
@@ -126,6 +161,10 @@ def _coerce(value, hint, key: str):
         return value
     elif hint is list and isinstance(value, (list, tuple)):
         return list(value)
+    elif hint is dict and isinstance(value, dict):
+        return dict(value)
+    elif hint is typing.Any:
+        return value
     elif hint in (str, bool) and isinstance(value, hint):
         return value
     raise UserError(f"Config key {key}: expected {getattr(hint, '__name__', hint)}; "
@@ -220,6 +259,18 @@ def validate(cfg: Config) -> None:
     for entry in cfg.data.transfer:
         if not str(entry).startswith(("labeled:", "text:")):
             raise UserError(f"data.transfer: entry {entry!r} must start with 'labeled:' or 'text:'.")
+
+
+def override(cfg: Config, values: dict) -> Config:
+    """A copy of `cfg` with dotted keys set, e.g. {"student.alpha": 0.5}; validated."""
+    cfg = copy.deepcopy(cfg)
+    for key, value in values.items():
+        nested = value
+        for k in reversed(key.split(".")):
+            nested = {k: nested}
+        _apply(cfg, nested)
+    validate(cfg)
+    return cfg
 
 
 def to_dict(cfg: Config) -> dict:

@@ -182,3 +182,31 @@ def convert(fmt: str, src: str, output: str, layers: int | None = None,
     with open(os.path.join(output, "conversion.json"), "w") as f:
         json.dump(summary, f, indent=2)
     return summary
+
+
+def truncate(encoder_dir: str, layers: int, output: str) -> str:
+    """Keeps the embeddings and first `layers` layers of an encoder exported by this project.
+
+    Raises:
+      UserError: if `encoder_dir` has no bert_config.json (hub encoders do not say
+        their sizes; convert their original checkpoint with --layers instead).
+    """
+    config_path = os.path.join(encoder_dir, "bert_config.json")
+    if not os.path.isfile(config_path):
+        raise UserError(f"{config_path} does not exist; truncation needs an encoder exported by "
+                        f"`distill convert` or this project's builder.")
+    with open(config_path) as f:
+        cfg = encoders.BertConfig(**json.load(f))
+    if not 1 <= layers <= cfg.num_layers:
+        raise UserError(f"layers={layers}: expected 1..{cfg.num_layers} for {encoder_dir}.")
+    import tensorflow_hub as hub
+
+    loaded = hub.load(encoder_dir)
+    with_mlm = hasattr(loaded, "mlm")
+    values = {v.name: v for v in (loaded.mlm.variables if with_mlm else loaded.variables)}
+    cfg = dataclasses.replace(cfg, num_layers=layers)
+    model = encoders.build(cfg, with_mlm=with_mlm)
+    for v in (model.mlm.weights if with_mlm else model.weights):
+        v.assign(values[v.name])
+    vocab = loaded.vocab_file.asset_path.numpy().decode()
+    return encoders.export(model, output, vocab, bool(loaded.do_lower_case.numpy()), cfg)

@@ -76,11 +76,15 @@ def get(spec: str, task: tasks_lib.Task, split: str = "train", limit: int | None
         raise UserError(f"Data spec {spec!r}: unknown prefix {kind!r}; expected one of "
                         f"{', '.join(p + ':' for p in PREFIXES)}.")
     source.spec = spec
-    if limit is not None and limit < source.total_examples:
-        make = source._make
-        source = dataclasses.replace(source, total_examples=limit,
-                                     _make=lambda: make().take(limit))
-    return source
+    return limited(source, limit)
+
+
+def limited(source: Source, limit: int | None) -> Source:
+    """The first `limit` examples of `source` (all of them when None)."""
+    if limit is None or limit >= source.total_examples:
+        return source
+    make = source._make
+    return dataclasses.replace(source, total_examples=limit, _make=lambda: make().take(limit))
 
 
 def concatenate(sources: list[Source]) -> Source:
@@ -291,10 +295,29 @@ def validation_split(source: Source, fraction: float, seed: int) -> tuple[Source
     return train, val
 
 
-def labeled(cfg_data, task: tasks_lib.Task, split: str) -> Source:
-    """D_L's `split` as the config's `data` section names it (with its example cap)."""
-    limit = cfg_data.max_train_examples if split == "train" else cfg_data.max_eval_examples
-    return get(cfg_data.labeled, task, split, limit)
+HELDOUT = "heldout"  # The validation split carved out of train (data.validation_fraction).
+
+
+def labeled(cfg_data, task: tasks_lib.Task, split: str, limit: int | None = None) -> Source:
+    """D_L's `split` as the config's `data` section names it.
+
+    With `data.validation_fraction` > 0, "train" is the train split without the
+    carved-out examples and "heldout" is those examples. `limit` defaults to the
+    config's cap for the split.
+    """
+    if split in ("train", HELDOUT) and cfg_data.validation_fraction > 0:
+        full = get(cfg_data.labeled, task, "train")
+        train, heldout = validation_split(full, cfg_data.validation_fraction,
+                                          cfg_data.validation_seed)
+        source = train if split == "train" else heldout
+    elif split == HELDOUT:
+        raise UserError("data.validation_fraction is 0, so there is no heldout split; set it "
+                        "to carve one out of train (e.g. 0.1).")
+    else:
+        source = get(cfg_data.labeled, task, split)
+    if limit is None:
+        limit = cfg_data.max_train_examples if split == "train" else cfg_data.max_eval_examples
+    return limited(source, limit)
 
 
 def transfer(cfg_data, task: tasks_lib.Task) -> Source:
@@ -303,7 +326,7 @@ def transfer(cfg_data, task: tasks_lib.Task) -> Source:
     for entry in cfg_data.transfer:
         kind, _, arg = entry.partition(":")
         if kind == "labeled":
-            sources.append(get(cfg_data.labeled, task, arg, cfg_data.max_transfer_examples))
+            sources.append(labeled(cfg_data, task, arg, cfg_data.max_transfer_examples))
         else:
             sources.append(get(entry, task, limit=cfg_data.max_transfer_examples))
     return concatenate(sources)

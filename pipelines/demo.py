@@ -74,14 +74,10 @@ def make_assets(root: str, seed: int = 0, train: int = 2000, dev: int = 400,
                                   max_position=64)
     student = encoders.BertConfig(num_layers=2, hidden_size=64, num_heads=2, vocab_size=size,
                                   max_position=64)
-    paths = {
-        "glue_dir": glue_dir, "transfer": transfer, "vocab": vocab,
-        "teacher": encoders.export_random(os.path.join(root, "teacher_encoder"), teacher, vocab,
-                                          seed=seed),
-        "student": encoders.export_random(os.path.join(root, "student_encoder"), student, vocab,
-                                          seed=seed + 1),
-        "preprocessor": text.export(os.path.join(root, "preprocessor"), vocab),
-    }
+    paths = asset_paths(root)
+    encoders.export_random(paths["teacher"], teacher, vocab, seed=seed)
+    encoders.export_random(paths["student"], student, vocab, seed=seed + 1)
+    text.export(paths["preprocessor"], vocab)  # Written last: its presence marks completion.
     return paths
 
 
@@ -97,16 +93,24 @@ def overrides(paths: dict) -> list[str]:
     ]
 
 
+def asset_paths(root: str) -> dict:
+    """The paths `make_assets(root)` wrote."""
+    return {"glue_dir": os.path.join(root, "SST-2"), "transfer": os.path.join(root, "unlabeled.txt"),
+            "vocab": os.path.join(root, "vocab.txt"),
+            "teacher": os.path.join(root, "teacher_encoder"),
+            "student": os.path.join(root, "student_encoder"),
+            "preprocessor": os.path.join(root, "preprocessor")}
+
+
+def assets_complete(root: str) -> bool:
+    return all(os.path.isfile(os.path.join(root, d, "saved_model.pb"))
+               for d in ("teacher_encoder", "student_encoder", "preprocessor"))
+
+
 def run(output: str, extra_overrides: list[str] = ()) -> dict:
     assets = os.path.join(output, "assets")
-    marker = os.path.join(assets, "teacher_encoder", "saved_model.pb")
-    if os.path.isfile(marker) and os.path.isfile(os.path.join(assets, "preprocessor", "saved_model.pb")):
-        paths = {"glue_dir": os.path.join(assets, "SST-2"),
-                 "transfer": os.path.join(assets, "unlabeled.txt"),
-                 "vocab": os.path.join(assets, "vocab.txt"),
-                 "teacher": os.path.join(assets, "teacher_encoder"),
-                 "student": os.path.join(assets, "student_encoder"),
-                 "preprocessor": os.path.join(assets, "preprocessor")}
+    if assets_complete(assets):
+        paths = asset_paths(assets)
         print(f"[demo] reusing assets in {assets}")
     else:
         print(f"[demo] writing data, vocab and encoders to {assets}")

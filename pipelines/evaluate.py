@@ -44,14 +44,26 @@ def submission_rows(task: tasks.Task, result: dict) -> list[str]:
     return rows
 
 
-def run(cfg: config_lib.Config, run_dir: str) -> dict:
-    task = tasks.get(cfg.task)
-    roles = {
+def _roles(cfg: config_lib.Config, run_dir: str) -> dict:
+    """role -> (classifier SavedModel, preprocessor, lower_case, seq_length)."""
+    return {
         "teacher": (finetune.model_path(cfg, run_dir), cfg.teacher.preprocessor,
                     cfg.teacher.lower_case, cfg.teacher.seq_length),
         "student": (student_model_path(cfg, run_dir), cfg.student.preprocessor,
                     cfg.student.lower_case, cfg.student.seq_length),
     }
+
+
+def score(cfg: config_lib.Config, run_dir: str, role: str, split: str) -> dict:
+    """The task's metrics of `role` ("teacher" or "student") on `split` (e.g. "heldout")."""
+    task = tasks.get(cfg.task)
+    out = _predict(cfg, task, *_roles(cfg, run_dir)[role], split)
+    return {**metrics.compute(task, out["label"], out["logits"]), "examples": int(len(out["id"]))}
+
+
+def run(cfg: config_lib.Config, run_dir: str) -> dict:
+    task = tasks.get(cfg.task)
+    roles = _roles(cfg, run_dir)
     results = {"task": task.name, "metrics": task.metrics}
     for role, args in roles.items():
         t0 = time.time()

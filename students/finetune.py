@@ -17,7 +17,9 @@ def run(cfg: config_lib.Config, run_dir: str) -> dict:
     task = tasks.get(cfg.task)
     out = stage_dir(run_dir, "finetune")
     start_from, upstream = None, {"labeled": cfg.data.labeled,
-                                  "max_train_examples": cfg.data.max_train_examples}
+                                  "max_train_examples": cfg.data.max_train_examples,
+                                  "validation_fraction": cfg.data.validation_fraction,
+                                  "validation_seed": cfg.data.validation_seed}
     if "distill" in cfg.student.stages:
         previous = stage_dir(run_dir, "distill")
         upstream["distill"] = artifacts.done_record(previous)["fingerprint"]

@@ -18,7 +18,9 @@ def run(cfg: config_lib.Config, run_dir: str) -> dict:
     stage_dir = os.path.join(run_dir, "teacher")
     task = tasks.get(cfg.task)
     inputs = {"task": task.name, "seed": cfg.seed, "teacher": config_lib.to_dict(cfg)["teacher"],
-              "data": {"labeled": cfg.data.labeled, "max_train_examples": cfg.data.max_train_examples}}
+              "data": {"labeled": cfg.data.labeled, "max_train_examples": cfg.data.max_train_examples,
+                       "validation_fraction": cfg.data.validation_fraction,
+                       "validation_seed": cfg.data.validation_seed}}
     inputs["teacher"].pop("label_batch_size"), inputs["teacher"].pop("shard_size")
     done = artifacts.begin(stage_dir, inputs)
     if done:

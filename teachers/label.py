@@ -35,7 +35,9 @@ def producer(cfg: config_lib.Config, run_dir: str, source: data.Source) -> dict:
         "preprocessor": {**text.fingerprint(cfg.teacher.preprocessor, cfg.teacher.lower_case),
                          "seq_length": cfg.teacher.seq_length},
         "source": {"labeled": cfg.data.labeled, "transfer": list(cfg.data.transfer),
-                   "max_transfer_examples": cfg.data.max_transfer_examples},
+                   "max_transfer_examples": cfg.data.max_transfer_examples,
+                   "validation_fraction": cfg.data.validation_fraction,
+                   "validation_seed": cfg.data.validation_seed, "examples": source.total_examples},
     }
 
 

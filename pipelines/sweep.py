@@ -1,0 +1,240 @@
+"""Hyperparameter sweeps over the student stages with keras-tuner.
+
+    distill sweep configs/sweeps/sst2.yaml --output runs/sst2_sweep [--set sweep.max_trials=20]
+
+One teacher pass serves every trial: OUTPUT/shared holds the teacher and the
+soft-label store, and each trial (OUTPUT/trials/<id>) trains only a student
+from them. Trials are chosen by a keras-tuner oracle (random, bayesian,
+hyperband, grid) on the task's official metric over a validation split carved
+out of train with a fixed seed (`data.validation_fraction`); the dev set is
+only reported, never selected on. `DistillTuner` subclasses `keras_tuner.Tuner`
+and runs our stages in `run_trial` (keras-tuner's own `fit` path is Keras 3;
+ours is tf-keras). A rerun resumes: keras-tuner reloads its oracle from
+OUTPUT/tuner and finished stages are skipped. Several processes share a sweep
+through keras-tuner's distributed mode: set KERASTUNER_TUNER_ID ("chief",
+"tuner0", ...), KERASTUNER_ORACLE_IP and KERASTUNER_ORACLE_PORT.
+
+Writes OUTPUT/trials.csv, OUTPUT/summary.md and OUTPUT/objective.png.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+
+import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
+import keras_tuner
+
+from distill import config as config_lib, data, records, tasks
+from distill.errors import UserError
+from pipelines import evaluate, glue
+from teachers import label
+
+ORACLES = {
+    "random": keras_tuner.oracles.RandomSearchOracle,
+    "bayesian": keras_tuner.oracles.BayesianOptimizationOracle,
+    "hyperband": keras_tuner.oracles.HyperbandOracle,
+    "grid": keras_tuner.oracles.GridSearchOracle,
+}
+PRESETS = {
+    "small_bert_grid": {"student.distill.batch_size": [8, 16, 32, 64, 128],
+                        "student.distill.learning_rate": [3e-4, 1e-4, 5e-5, 3e-5]},
+}
+OBJECTIVE = keras_tuner.Objective("score", direction="max")
+
+
+def space(cfg: config_lib.Config) -> dict:
+    """The search space: the preset's, updated by `sweep.space`."""
+    if cfg.sweep.preset and cfg.sweep.preset not in PRESETS:
+        raise UserError(f"sweep.preset: unknown preset {cfg.sweep.preset!r}; expected one of "
+                        f"{sorted(PRESETS)}.")
+    result = dict(PRESETS.get(cfg.sweep.preset, {}))
+    result.update(cfg.sweep.space)
+    if not result:
+        raise UserError("sweep.space is empty and no sweep.preset is set; nothing to search.")
+    return result
+
+
+def _encode(value):
+    """keras-tuner choices must be scalars: a list of stages becomes "distill+finetune"."""
+    return "+".join(value) if isinstance(value, list) else value
+
+
+def declare(hp: keras_tuner.HyperParameters, key: str, spec) -> None:
+    """Declares one config key in keras-tuner's search space."""
+    if isinstance(spec, list):
+        hp.Choice(key, [_encode(v) for v in spec])
+    elif isinstance(spec, dict) and {"min", "max"} <= set(spec):
+        sampling = "log" if spec.get("log") else "linear"
+        if isinstance(spec["min"], int) and isinstance(spec["max"], int):
+            hp.Int(key, spec["min"], spec["max"], sampling=sampling)
+        else:
+            hp.Float(key, float(spec["min"]), float(spec["max"]), sampling=sampling)
+    else:
+        raise UserError(f"sweep.space.{key}: expected a list of choices or {{min, max[, log]}}; "
+                        f"received {spec!r}.")
+
+
+def trial_config(base: config_lib.Config, values: dict, shared: str) -> config_lib.Config:
+    """The run config of one trial: the base with the trial's values, the shared teacher/store."""
+    settings = {"teacher.finetuned": os.path.join(shared, "teacher", "model"),
+                "data.soft_labels": label.store_path(base, shared)}
+    for key, value in values.items():
+        if key == "tuner/epochs":  # Hyperband's budget for this trial.
+            settings["student.distill.epochs"] = float(value)
+        elif not key.startswith("tuner/"):
+            settings[key] = value.split("+") if key == "student.stages" else value
+    return config_lib.override(base, settings)
+
+
+class DistillTuner(keras_tuner.Tuner):
+    """A keras-tuner Tuner whose trials are our student stages on a shared store."""
+
+    def __init__(self, base: config_lib.Config, output: str, **kwargs):
+        self.base, self.output = base, output
+        self.shared = os.path.join(output, "shared")
+        super().__init__(directory=output, project_name="tuner", **kwargs)
+
+    def run_trial(self, trial, *args, **kwargs):
+        cfg = trial_config(self.base, trial.hyperparameters.values, self.shared)
+        run_dir = os.path.join(self.output, "trials", trial.trial_id)
+        glue.prepare(cfg, run_dir)
+        t0 = time.time()
+        for stage in cfg.student.stages:
+            glue.STAGES[stage](cfg, run_dir)
+        heldout = evaluate.score(cfg, run_dir, "student", data.HELDOUT)
+        dev = {s.name: evaluate.score(cfg, run_dir, "student", s.name)
+               for s in tasks.get(cfg.task).dev_splits}
+        result = {"trial_id": trial.trial_id, "values": trial.hyperparameters.values,
+                  "heldout": heldout, "dev": dev, "seconds": round(time.time() - t0, 1),
+                  "tuner_id": self.tuner_id, "pid": os.getpid()}
+        records.write_json_atomic(os.path.join(run_dir, "trial.json"), result)
+        return {"score": heldout["score"]}
+
+    # Our models live in the trial directories; keras-tuner's model saving is not used.
+    def save_model(self, trial_id, model, step=0):
+        pass
+
+    def load_model(self, trial):
+        raise NotImplementedError("load a trial's student from OUTPUT/trials/<id>/student")
+
+
+def make_tuner(cfg: config_lib.Config, output: str) -> DistillTuner:
+    if cfg.sweep.oracle not in ORACLES:
+        raise UserError(f"sweep.oracle: unknown oracle {cfg.sweep.oracle!r}; expected one of "
+                        f"{sorted(ORACLES)}.")
+    hp = keras_tuner.HyperParameters()
+    for key, spec in space(cfg).items():
+        declare(hp, key, spec)
+    kwargs = {"objective": OBJECTIVE, "hyperparameters": hp, "seed": cfg.seed,
+              "tune_new_entries": False}
+    if cfg.sweep.oracle == "hyperband":
+        kwargs.update(max_epochs=cfg.sweep.max_epochs, factor=3, hyperband_iterations=1)
+    else:
+        kwargs["max_trials"] = cfg.sweep.max_trials
+    return DistillTuner(cfg, output, oracle=ORACLES[cfg.sweep.oracle](**kwargs), overwrite=False)
+
+
+def _is_worker() -> bool:
+    tuner_id = os.environ.get("KERASTUNER_TUNER_ID", "")
+    return "KERASTUNER_ORACLE_IP" in os.environ and "chief" not in tuner_id
+
+
+def _wait_for_shared(cfg: config_lib.Config, shared: str, timeout: float = 3600) -> None:
+    """Workers wait for the chief's teacher and store instead of making their own."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            records.check(label.store_path(cfg, shared), verify_checksums=False)
+            return
+        except UserError:
+            time.sleep(2)
+    raise UserError(f"Timed out after {timeout:.0f}s waiting for the chief's store in {shared}.")
+
+
+def run(cfg: config_lib.Config, output: str) -> dict | None:
+    """Runs (or resumes, or joins) the sweep; the chief or single process writes the summary."""
+    if cfg.data.validation_fraction <= 0:
+        cfg = config_lib.override(cfg, {"data.validation_fraction": 0.1})
+    shared = os.path.join(output, "shared")
+    if _is_worker():
+        _wait_for_shared(cfg, shared)
+    else:
+        shared_cfg = glue.prepare(cfg, shared)
+        glue.STAGES["teacher"](shared_cfg, shared)
+        glue.STAGES["label"](shared_cfg, shared)
+    tuner = make_tuner(cfg, output)
+    tuner.search()
+    if _is_worker():
+        return None
+    return write_outputs(cfg, tuner, output)
+
+
+def write_outputs(cfg: config_lib.Config, tuner: DistillTuner, output: str) -> dict:
+    """trials.csv, summary.md and objective.png from the oracle's trials."""
+    rows = []
+    for trial_id, trial in sorted(tuner.oracle.trials.items()):
+        path = os.path.join(output, "trials", trial_id, "trial.json")
+        result = json.load(open(path)) if os.path.isfile(path) else {}
+        values = {k: v for k, v in trial.hyperparameters.values.items()
+                  if not k.startswith("tuner/") or k == "tuner/epochs"}
+        dev = {f"dev_{k}": v["score"] for k, v in result.get("dev", {}).items()}
+        rows.append({"trial_id": trial_id, "status": str(trial.status),
+                     "score": trial.score, **dev, **values})
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    with open(os.path.join(output, "trials.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    done = [r for r in rows if r["score"] is not None]
+    best = max(done, key=lambda r: r["score"]) if done else None
+    manifest = records.load_manifest(label.store_path(cfg, os.path.join(output, "shared")))
+    _plot(done, os.path.join(output, "objective.png"))
+    lines = [f"# Sweep: {cfg.task}, {cfg.sweep.oracle} search", "",
+             f"- {len(done)} of {len(rows)} trials finished; objective: the task score on a "
+             f"validation split of {cfg.data.validation_fraction:.0%} carved from train "
+             f"(seed {cfg.data.validation_seed}); dev is reported only.",
+             f"- Teacher passes: 1 (every trial reads the shared store of "
+             f"{manifest['examples']} soft labels in {output}/shared/soft_labels).", ""]
+    if best:
+        lines += ["## Best trial", "", f"- trial {best['trial_id']}: validation score "
+                  f"{best['score']:.4f}; " + ", ".join(f"{k} {v:.4f}" for k, v in best.items()
+                                                       if k.startswith("dev_")),
+                  "- hyperparameters: " + ", ".join(
+                      f"`{k}={v}`" for k, v in best.items()
+                      if k not in ("trial_id", "status", "score") and not k.startswith("dev_")), ""]
+    lines += ["## All trials", "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(_cell(r.get(k)) for k in keys) + " |" for r in rows]
+    with open(os.path.join(output, "summary.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return {"trials": rows, "best": best}
+
+
+def _cell(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else ("-" if value is None else str(value))
+
+
+def _plot(rows: list[dict], path: str) -> None:
+    """The objective against each hyperparameter, one panel each."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [k for k in (rows[0] if rows else {}) if k not in ("trial_id", "status", "score")
+             and not k.startswith("dev_")]
+    if not names:
+        return
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.2), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        xs = [r[name] for r in rows]
+        numeric = all(isinstance(x, (int, float)) for x in xs)
+        ax.scatter(xs if numeric else [str(x) for x in xs], [r["score"] for r in rows])
+        if numeric and name.endswith("learning_rate"):
+            ax.set_xscale("log")
+        ax.set_xlabel(name)
+        ax.set_ylabel("validation score")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

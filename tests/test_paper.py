@@ -1,0 +1,60 @@
+"""`distill reproduce`: the demo grid with every method, skipping done cells, failed cells."""
+import csv
+import json
+import os
+
+import pytest
+
+from distill import config
+from pipelines import paper
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GRID = os.path.join(ROOT, "configs", "paper", "demo.yaml")
+SMALL = ["grid.overrides=['data.max_train_examples=300', 'data.max_transfer_examples=300', "
+         "'data.max_eval_examples=100', 'teacher.train.epochs=2', 'student.distill.epochs=1', "
+         "'student.finetune.epochs=1']"]
+
+
+@pytest.mark.large
+def test_demo_grid_all_methods_resumes_and_records_failures(tmp_path):
+    students = ("grid.students=[{'name': 'L-1_H-32', 'encoder': '{assets}/student_small', "
+                "'truncated_encoder': '{assets}/teacher_L1'}, "
+                "{'name': 'broken', 'encoder': '{assets}/no_such_encoder'}]")
+    cfg = config.load(GRID, SMALL + [students])
+    out = str(tmp_path / "grid")
+    summary = paper.run(cfg, out)
+    # 5 methods for L-1 (TT included); 4 for "broken" (no truncated teacher), all failed.
+    assert summary["cells"] == 9 and summary["done"] == 5
+    assert all("no_such_encoder" in error for error in summary["failed"].values())
+
+    with open(os.path.join(out, "methods_sst2.csv")) as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["student", "PF", "D", "PD", "PDF", "TT"]
+    scores = dict(zip(rows[0][1:], rows[1][1:]))
+    assert all(0.0 <= float(v) <= 100.0 for v in scores.values()), scores  # accuracy in %
+    assert rows[2][1:] == ["-"] * 5  # the broken student has no score
+    glue = open(os.path.join(out, "glue_PD.md")).read()
+    assert "| model | Score | CoLA | SST-2 |" in glue and "| L-1_H-32 |" in glue
+    assert os.path.getsize(os.path.join(out, "sst2_vs_size.png")) > 1000
+
+    cell = os.path.join(out, "cells", "sst2", "L-1_H-32", "PDF", "seed0", "cell.json")
+    stamp = os.path.getmtime(cell)
+    again = paper.run(cfg, out)
+    assert again["done"] == 5 and os.path.getmtime(cell) == stamp
+    assert json.load(open(cell))["status"] == "done"
+
+
+def test_unknown_method_and_bad_students():
+    from distill.errors import UserError
+
+    with pytest.raises(UserError, match=r"grid.methods: unknown \['KD'\]"):
+        paper.run(config.load(GRID, ["grid.methods=['KD']"]), "/nonexistent")
+    with pytest.raises(UserError, match="grid.students"):
+        paper.students(config.load(None, ["grid.students=['x']"]).grid, None)
+
+
+def test_small_bert_24_are_derived_from_layers_and_hidden():
+    students = paper.students(config.load(None).grid, None)
+    assert len(students) == 24
+    assert students[0]["encoder"].endswith("small_bert/bert_en_uncased_L-2_H-128_A-2/2")
+    assert students[-1]["encoder"].endswith("small_bert/bert_en_uncased_L-12_H-768_A-12/2")

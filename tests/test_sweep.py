@@ -1,0 +1,119 @@
+"""`distill sweep`: every oracle, resume, the summary, and keras-tuner's distributed mode."""
+import csv
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from distill import config
+from pipelines import demo, sweep
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SWEEP = os.path.join(ROOT, "configs", "sweeps", "demo.yaml")
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    return demo.make_assets(str(tmp_path_factory.mktemp("assets")), train=500, dev=100,
+                            unlabeled=10)
+
+
+def sweep_overrides(assets, *extra):
+    return [*demo.overrides(assets), "data.transfer=['labeled:train']",
+            "data.max_train_examples=500", "data.max_transfer_examples=500",
+            "data.max_eval_examples=100", "teacher.train.epochs=1", *extra]
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory, assets):
+    """The teacher and store every sweep below starts from (a sweep makes them once)."""
+    out = tmp_path_factory.mktemp("first")
+    sweep.run(config.load(SWEEP, sweep_overrides(assets, "sweep.max_trials=1")), str(out))
+    return str(out / "shared")
+
+
+def start_from(shared, out):
+    shutil.copytree(shared, os.path.join(out, "shared"))
+    return out
+
+
+def read_trials(output):
+    with open(os.path.join(output, "trials.csv")) as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.large
+@pytest.mark.parametrize("oracle", ["random", "bayesian", "hyperband", "grid"])
+def test_each_oracle_runs_six_trials_on_one_store(tmp_path, assets, shared, oracle):
+    extra = [f"sweep.oracle={oracle}", "sweep.max_trials=6"]
+    if oracle == "hyperband":
+        extra.append("sweep.max_epochs=3")  # brackets of 3 + 1 and 2 trials: 6 in all
+    if oracle == "grid":
+        extra.append("sweep.space={'student.distill.learning_rate': [1e-3, 3e-4, 1e-4], "
+                     "'student.stages': [['distill'], ['distill', 'finetune']]}")
+    cfg = config.load(SWEEP, sweep_overrides(assets, *extra))
+    out = start_from(shared, str(tmp_path / oracle))
+    result = sweep.run(cfg, out)
+    trials = read_trials(out)
+    assert len(trials) >= 6 and all(t["score"] not in ("", "None") for t in trials)
+    # One teacher pass: a single store, and no trial made its own.
+    assert os.path.isdir(os.path.join(out, "shared", "soft_labels"))
+    assert not any(os.path.isdir(os.path.join(out, "trials", t["trial_id"], "soft_labels"))
+                   for t in trials)
+    best = max(trials, key=lambda t: float(t["score"]))
+    assert result["best"]["trial_id"] == best["trial_id"]
+    summary = open(os.path.join(out, "summary.md")).read()
+    assert "Teacher passes: 1" in summary and f"trial {best['trial_id']}" in summary
+    assert os.path.getsize(os.path.join(out, "objective.png")) > 1000
+    if oracle == "grid":
+        combos = {(t["student.distill.learning_rate"], t["student.stages"]) for t in trials}
+        assert len(combos) == 6
+
+
+@pytest.mark.large
+def test_an_interrupted_sweep_resumes(tmp_path, assets, shared):
+    out = start_from(shared, str(tmp_path / "resume"))
+    first = config.load(SWEEP, sweep_overrides(assets, "sweep.max_trials=2"))
+    sweep.run(first, out)
+    stamps = {t["trial_id"]: os.path.getmtime(os.path.join(out, "trials", t["trial_id"], "trial.json"))
+              for t in read_trials(out)}
+    more = config.load(SWEEP, sweep_overrides(assets, "sweep.max_trials=4"))
+    sweep.run(more, out)
+    trials = read_trials(out)
+    assert len(trials) == 4
+    for trial_id, stamp in stamps.items():  # finished trials were not run again
+        assert os.path.getmtime(os.path.join(out, "trials", trial_id, "trial.json")) == stamp
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.large
+def test_distributed_sweep_with_a_chief_and_two_workers(tmp_path, assets, shared):
+    out = start_from(shared, str(tmp_path / "distributed"))
+    args = [sys.executable, "-m", "distill.cli", "sweep", SWEEP, "--output", out]
+    for item in sweep_overrides(assets, "sweep.max_trials=6"):
+        args += ["--set", item]
+    port = str(free_port())
+    procs = {}
+    for tuner_id in ("chief", "tuner0", "tuner1"):
+        env = dict(os.environ, KERASTUNER_TUNER_ID=tuner_id, KERASTUNER_ORACLE_IP="127.0.0.1",
+                   KERASTUNER_ORACLE_PORT=port)
+        procs[tuner_id] = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                           stderr=subprocess.STDOUT, text=True)
+    logs = {k: p.communicate(timeout=900)[0] for k, p in procs.items()}
+    for tuner_id, proc in procs.items():
+        assert proc.returncode == 0, f"{tuner_id}:\n{logs[tuner_id][-3000:]}"
+    trials = read_trials(out)
+    assert len(trials) == 6
+    ran_on = set()
+    for t in trials:
+        ran_on.add(json.load(open(os.path.join(out, "trials", t["trial_id"], "trial.json")))["pid"])
+    assert len(ran_on) == 2  # both workers ran trials
