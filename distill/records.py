@@ -10,10 +10,10 @@ temporary name and renamed when whole. See DESIGN.md, "the soft-label store".
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
-import time
 
 import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
 import numpy as np
@@ -121,17 +121,22 @@ class Writer:
             for new, done in zip(self.manifest["shards"], old["shards"]):
                 if "sha256" in done and os.path.isfile(os.path.join(store, done["file"])):
                     new.update(done)
-            if "completed_at" in old:
-                self.manifest["completed_at"] = old["completed_at"]
         self._update_manifest()
 
     def _update_manifest(self) -> None:
-        self.manifest["complete"] = all("sha256" in s for s in self.manifest["shards"])
-        if not self.manifest["complete"]:
-            self.manifest.pop("completed_at", None)
-        elif "completed_at" not in self.manifest:
-            self.manifest["completed_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-        write_json_atomic(os.path.join(self.store, MANIFEST), self.manifest)
+        """Merges the shards other workers finished, then rewrites the manifest, under a lock."""
+        path = os.path.join(self.store, MANIFEST)
+        with open(os.path.join(self.store, ".manifest.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if os.path.isfile(path):
+                on_disk = load_manifest(self.store)
+                for mine, theirs in zip(self.manifest["shards"], on_disk.get("shards", [])):
+                    if "sha256" in theirs and "sha256" not in mine and theirs["file"] == mine["file"]:
+                        mine.update(theirs)
+            # Everything here derives from the shards, so any worker layout that
+            # finishes gives the same manifest, byte for byte.
+            self.manifest["complete"] = all("sha256" in s for s in self.manifest["shards"])
+            write_json_atomic(path, self.manifest)
 
     def pending(self, worker: int = 0, num_workers: int = 1) -> list[int]:
         """Indices of shards still to write; worker w owns shards k = w (mod W)."""

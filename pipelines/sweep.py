@@ -19,7 +19,6 @@ Writes OUTPUT/trials.csv, OUTPUT/summary.md and OUTPUT/objective.png.
 from __future__ import annotations
 
 import csv
-import json
 import os
 import time
 
@@ -104,10 +103,8 @@ class DistillTuner(keras_tuner.Tuner):
         for stage in cfg.student.stages:
             glue.STAGES[stage](cfg, run_dir)
         heldout = evaluate.score(cfg, run_dir, "student", data.HELDOUT)
-        dev = {s.name: evaluate.score(cfg, run_dir, "student", s.name)
-               for s in tasks.get(cfg.task).dev_splits}
         result = {"trial_id": trial.trial_id, "values": trial.hyperparameters.values,
-                  "heldout": heldout, "dev": dev, "seconds": round(time.time() - t0, 1),
+                  "heldout": heldout, "seconds": round(time.time() - t0, 1),
                   "tuner_id": self.tuner_id, "pid": os.getpid()}
         records.write_json_atomic(os.path.join(run_dir, "trial.json"), result)
         return {"score": heldout["score"]}
@@ -171,30 +168,39 @@ def run(cfg: config_lib.Config, output: str) -> dict | None:
     return write_outputs(cfg, tuner, output)
 
 
+def best_dev_scores(cfg: config_lib.Config, tuner: DistillTuner, trial_id: str) -> dict:
+    """The dev scores of one trial: reported for the best trial only, never selected on."""
+    trial = tuner.oracle.trials[trial_id]
+    trial_cfg = trial_config(cfg, trial.hyperparameters.values, tuner.shared)
+    run_dir = os.path.join(tuner.output, "trials", trial_id)
+    return {f"dev_{s.name}": evaluate.score(trial_cfg, run_dir, "student", s.name)["score"]
+            for s in tasks.get(cfg.task).dev_splits}
+
+
 def write_outputs(cfg: config_lib.Config, tuner: DistillTuner, output: str) -> dict:
     """trials.csv, summary.md and objective.png from the oracle's trials."""
     rows = []
     for trial_id, trial in sorted(tuner.oracle.trials.items()):
-        path = os.path.join(output, "trials", trial_id, "trial.json")
-        result = json.load(open(path)) if os.path.isfile(path) else {}
         values = {k: v for k, v in trial.hyperparameters.values.items()
                   if not k.startswith("tuner/") or k == "tuner/epochs"}
-        dev = {f"dev_{k}": v["score"] for k, v in result.get("dev", {}).items()}
-        rows.append({"trial_id": trial_id, "status": str(trial.status),
-                     "score": trial.score, **dev, **values})
-    keys = list(dict.fromkeys(k for r in rows for k in r))
+        rows.append({"trial_id": trial_id, "status": str(trial.status), "score": trial.score,
+                     **values})
     with open(os.path.join(output, "trials.csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=keys)
         writer.writeheader()
         writer.writerows(rows)
     done = [r for r in rows if r["score"] is not None]
     best = max(done, key=lambda r: r["score"]) if done else None
+    if best:
+        best.update(best_dev_scores(cfg, tuner, best["trial_id"]))
+    keys = list(dict.fromkeys(k for r in rows for k in r))
     manifest = records.load_manifest(label.store_path(cfg, os.path.join(output, "shared")))
     _plot(done, os.path.join(output, "objective.png"))
     lines = [f"# Sweep: {cfg.task}, {cfg.sweep.oracle} search", "",
              f"- {len(done)} of {len(rows)} trials finished; objective: the task score on a "
              f"validation split of {cfg.data.validation_fraction:.0%} carved from train "
-             f"(seed {cfg.data.validation_seed}); dev is reported only.",
+             f"(seed {cfg.data.validation_seed}); the dev set is reported for the best trial "
+             f"only and never selected on.",
              f"- Teacher passes: 1 (every trial reads the shared store of "
              f"{manifest['examples']} soft labels in {output}/shared/soft_labels).", ""]
     if best:

