@@ -185,15 +185,15 @@ def write_outputs(cfg: config_lib.Config, tuner: DistillTuner, output: str) -> d
                   if not k.startswith("tuner/") or k == "tuner/epochs"}
         rows.append({"trial_id": trial_id, "status": str(trial.status), "score": trial.score,
                      **values})
-    with open(os.path.join(output, "trials.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
     done = [r for r in rows if r["score"] is not None]
     best = max(done, key=lambda r: r["score"]) if done else None
     if best:
         best.update(best_dev_scores(cfg, tuner, best["trial_id"]))
     keys = list(dict.fromkeys(k for r in rows for k in r))
+    with open(os.path.join(output, "trials.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
     manifest = records.load_manifest(label.store_path(cfg, os.path.join(output, "shared")))
     _plot(done, os.path.join(output, "objective.png"))
     lines = [f"# Sweep: {cfg.task}, {cfg.sweep.oracle} search", "",
