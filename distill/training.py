@@ -110,6 +110,7 @@ def fit(model: keras.Model, make_dataset: Callable[[int], tf.data.Dataset],
         return loss, parts
 
     start, t0 = int(step), time.time()
+    warm_steps, t_warm = 5, None  # The first steps trace; the steady rate starts after them.
     bar = tqdm(total=total, initial=start, desc=desc, unit="step", dynamic_ncols=True,
                mininterval=1.0)
     loss = None
@@ -121,6 +122,8 @@ def fit(model: keras.Model, make_dataset: Callable[[int], tf.data.Dataset],
                 loss, parts = train_step(batch)
                 step.assign_add(1)
                 bar.update(1)
+                if int(step) - start == warm_steps:
+                    t_warm = time.time()
                 if int(step) % 10 == 0 or int(step) == total:
                     bar.set_postfix(loss=f"{float(loss):.4f}", refresh=False)
                     tf.summary.scalar("loss", loss, step=step)
@@ -136,6 +139,9 @@ def fit(model: keras.Model, make_dataset: Callable[[int], tf.data.Dataset],
                                    f"{done_in_epoch}; the data changed since the checkpoint.")
             manager.save(checkpoint_number=step)
     bar.close()
-    seconds = time.time() - t0
-    return {"steps": total, "steps_this_run": total - start, "seconds": round(seconds, 2),
-            "final_loss": None if loss is None else float(loss)}
+    end = time.time()
+    steady = None
+    if t_warm is not None and total - start > warm_steps:
+        steady = (total - start - warm_steps) * schedule.batch_size / (end - t_warm)
+    return {"steps": total, "steps_this_run": total - start, "seconds": round(end - t0, 2),
+            "steady_examples_per_s": steady, "final_loss": None if loss is None else float(loss)}
