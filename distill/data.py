@@ -49,9 +49,6 @@ class Source:
     def get_tfdata(self) -> tf.data.Dataset:
         return self._make()
 
-    def describe(self) -> dict:
-        return {"spec": self.spec, "split": self.split, "examples": self.total_examples}
-
 
 def get(spec: str, task: tasks_lib.Task, split: str = "train", limit: int | None = None) -> Source:
     """Returns the source that `spec` names (see the module docstring).

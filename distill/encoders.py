@@ -250,8 +250,3 @@ def _check_signature(layer: hub.KerasLayer, handle: str) -> None:
         got = sorted(out) if isinstance(out, dict) else type(out).__name__
         raise UserError(f"Encoder handle {handle!r} must return a dict with pooled_output and "
                         f"sequence_output; received {got}.")
-
-
-def hidden_size(layer: hub.KerasLayer) -> int:
-    dummy = {n: tf.ones([1, 2], tf.int32) for n in INPUT_NAMES}
-    return int(layer(dummy)["pooled_output"].shape[-1])

@@ -19,6 +19,3 @@ def handle(layers: int, hidden: int, version: int = 2) -> str:
 
 PRESETS = {name(l, h): {"encoder": handle(l, h), "layers": l, "hidden": h, "heads": h // 64}
            for l in LAYERS for h in HIDDEN}
-# The paper's named sizes (Sec. 4.1, Fig. 2).
-ALIASES = {"tiny": name(2, 128), "mini": name(4, 256), "small": name(4, 512),
-           "medium": name(8, 512), "base": name(12, 768)}

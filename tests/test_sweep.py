@@ -105,7 +105,12 @@ def test_distributed_sweep_with_a_chief_and_two_workers(tmp_path, assets, first)
                    KERASTUNER_ORACLE_PORT=port)
         procs[tuner_id] = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                            stderr=subprocess.STDOUT, text=True)
-    logs = {k: p.communicate(timeout=900)[0] for k, p in procs.items()}
+    try:
+        logs = {k: p.communicate(timeout=900)[0] for k, p in procs.items()}
+    finally:  # A chief whose workers died would wait for them forever.
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
     for tuner_id, proc in procs.items():
         assert proc.returncode == 0, f"{tuner_id}:\n{logs[tuner_id][-3000:]}"
     trials = read_trials(out)
