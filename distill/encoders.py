@@ -26,6 +26,7 @@ import tensorflow as tf
 import tf_keras as keras
 import tensorflow_hub as hub
 
+from distill import records
 from distill.errors import UserError
 
 INPUT_NAMES = ("input_word_ids", "input_mask", "input_type_ids")
@@ -200,16 +201,14 @@ def export(model: keras.Model, path: str, vocab_file: str, lower_case: bool = Tr
     """
     model.vocab_file = tf.saved_model.Asset(vocab_file)
     model.do_lower_case = tf.Variable(lower_case, trainable=False)
-    tmp = path.rstrip("/") + ".tmp"
-    tf.io.gfile.rmtree(tmp) if tf.io.gfile.exists(tmp) else None
-    tf.saved_model.save(model, tmp)
-    if config is not None:
-        with open(os.path.join(tmp, "bert_config.json"), "w") as f:
-            json.dump(dataclasses.asdict(config), f, indent=2)
-    if tf.io.gfile.exists(path):
-        tf.io.gfile.rmtree(path)
-    tf.io.gfile.rename(tmp, path)
-    return path
+
+    def write(tmp):
+        tf.saved_model.save(model, tmp)
+        if config is not None:
+            with open(os.path.join(tmp, "bert_config.json"), "w") as f:
+                json.dump(dataclasses.asdict(config), f, indent=2)
+
+    return records.replace_dir(path, write)
 
 
 def export_random(path: str, cfg: BertConfig, vocab_file: str, lower_case: bool = True,

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from distill import encoders
+from distill import encoders, records
 from distill.errors import UserError
 
 META = "classifier.json"
@@ -42,16 +42,12 @@ def export(model: keras.Model, path: str, meta: dict) -> str:
     def serve(inputs):
         return {"logits": tf.cast(model(inputs, training=False), tf.float32)}
 
-    tmp = path.rstrip("/") + ".tmp"
-    if tf.io.gfile.exists(tmp):
-        tf.io.gfile.rmtree(tmp)
-    tf.saved_model.save(model, tmp, signatures={"serving_default": serve})
-    with open(os.path.join(tmp, META), "w") as f:
-        json.dump(meta, f, indent=2)
-    if tf.io.gfile.exists(path):
-        tf.io.gfile.rmtree(path)
-    os.replace(tmp, path)
-    return path
+    def write(tmp):
+        tf.saved_model.save(model, tmp, signatures={"serving_default": serve})
+        with open(os.path.join(tmp, META), "w") as f:
+            json.dump(meta, f, indent=2)
+
+    return records.replace_dir(path, write)
 
 
 def load(path: str):

@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
 
 import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
 import numpy as np
@@ -65,13 +66,32 @@ def sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def write_json_atomic(path: str, obj) -> None:
-    """Writes JSON to a temporary name and renames it: a crash never leaves half a file."""
+def write_text_atomic(path: str, content: str) -> None:
+    """Writes text to a temporary name and renames it: a crash never leaves half a file."""
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.write("\n")
+        f.write(content)
     os.replace(tmp, path)
+
+
+def write_json_atomic(path: str, obj) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def replace_dir(path: str, write) -> str:
+    """Calls `write(tmp)` to fill a temporary directory, then swaps it in for `path`.
+
+    A crash leaves either the old directory or none at `path`, never a half
+    SavedModel; a stale temporary directory from an earlier crash is cleared first.
+    """
+    tmp = path.rstrip("/") + ".tmp"
+    if os.path.isdir(tmp):
+        shutil.rmtree(tmp)
+    write(tmp)
+    if os.path.isdir(path):
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+    return path
 
 
 def load_manifest(store: str) -> dict:

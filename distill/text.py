@@ -20,6 +20,7 @@ import tensorflow as tf
 import tensorflow_hub as hub
 import tensorflow_text as tf_text
 
+from distill import records
 from distill.errors import UserError
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -102,12 +103,7 @@ def _read_vocab(vocab_file: str) -> list[str]:
 def export(path: str, vocab_file: str, lower_case: bool = True, seq_length: int = 128) -> str:
     """Saves a preprocessor SavedModel in the `bert_en_uncased_preprocess/3` format."""
     module = WordPiecePreprocessor(vocab_file, lower_case, seq_length)
-    tmp = path.rstrip("/") + ".tmp"
-    tf.saved_model.save(module, tmp)
-    if tf.io.gfile.exists(path):
-        tf.io.gfile.rmtree(path)
-    tf.io.gfile.rename(tmp, path)
-    return path
+    return records.replace_dir(path, lambda tmp: tf.saved_model.save(module, tmp))
 
 
 def load(spec: str, lower_case: bool = True):

@@ -87,9 +87,7 @@ def run(cfg: config_lib.Config, run_dir: str) -> dict:
             continue
         os.makedirs(submission, exist_ok=True)
         path = os.path.join(submission, split.submission)
-        with open(path + ".tmp", "w") as f:
-            f.write("\n".join(submission_rows(task, out)) + "\n")
-        os.replace(path + ".tmp", path)
+        records.write_text_atomic(path, "\n".join(submission_rows(task, out)) + "\n")
         results["submission"][split.name] = {"file": path, "examples": int(len(out["id"]))}
     records.write_json_atomic(os.path.join(run_dir, "metrics.json"), _plain(results))
     return results

@@ -75,7 +75,5 @@ def run(cfg: config_lib.Config, run_dir: str) -> str:
         lines += [f"- {s}: `{v['file']}` ({v['examples']} rows)"
                   for s, v in results["submission"].items()]
     path = os.path.join(run_dir, "report.md")
-    with open(path + ".tmp", "w") as f:
-        f.write("\n".join(lines) + "\n")
-    os.replace(path + ".tmp", path)
+    records.write_text_atomic(path, "\n".join(lines) + "\n")
     return path

@@ -13,7 +13,6 @@ records its size and latency in RUN/serving.json and RUN/report.md.
 from __future__ import annotations
 
 import os
-import shutil
 import statistics
 import time
 
@@ -81,13 +80,8 @@ def run(run_dir: str, output: str) -> dict:
     cfg = config_lib.load(config_path)
     task = tasks.get(cfg.task)
     module, serve = build(cfg, run_dir)
-    tmp = output.rstrip("/") + ".tmp"
-    if os.path.isdir(tmp):
-        shutil.rmtree(tmp)
-    tf.saved_model.save(module, tmp, signatures={"serving_default": serve})
-    if os.path.isdir(output):
-        shutil.rmtree(output)
-    os.replace(tmp, output)
+    records.replace_dir(output, lambda tmp: tf.saved_model.save(
+        module, tmp, signatures={"serving_default": serve}))
 
     fn = tf.saved_model.load(output).signatures["serving_default"]
     split = task.dev_splits[0].name

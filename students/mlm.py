@@ -25,7 +25,7 @@ import tensorflow_hub as hub
 import tensorflow_text as tf_text
 import tf_keras as keras
 
-from distill import artifacts, config as config_lib, data, encoders, text, training
+from distill import artifacts, config as config_lib, data, encoders, records, text, training
 from distill.errors import UserError
 
 MLM_INPUTS = (*encoders.INPUT_NAMES, "masked_lm_positions")
@@ -134,16 +134,14 @@ def train(handle: str, paths: list[str], output: str, schedule: training.Schedul
     after = heldout_loss(model, heldout_batches())
     print(f"[mlm] held-out MLM loss {before:.4f} -> {after:.4f} ({n_heldout} texts)")
     path = os.path.join(output, "encoder")
-    tmp = path + ".tmp"
-    if os.path.isdir(tmp):
-        shutil.rmtree(tmp)
-    tf.saved_model.save(loaded, tmp)  # The same object: core API and .mlm, trained weights.
     source_config = os.path.join(handle, "bert_config.json")
-    if os.path.isfile(source_config):
-        shutil.copyfile(source_config, os.path.join(tmp, "bert_config.json"))
-    if os.path.isdir(path):
-        shutil.rmtree(path)
-    os.replace(tmp, path)
+
+    def write(tmp):
+        tf.saved_model.save(loaded, tmp)  # The same object: core API and .mlm, trained weights.
+        if os.path.isfile(source_config):
+            shutil.copyfile(source_config, os.path.join(tmp, "bert_config.json"))
+
+    records.replace_dir(path, write)
     summary.update({"heldout_loss_before": before, "heldout_loss_after": after,
                     "texts": count, "heldout_texts": n_heldout, "encoder": path})
     with open(os.path.join(output, "mlm.json"), "w") as f:
