@@ -21,7 +21,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from distill import config as config_lib, convert  # noqa: E402
+from distill import config as config_lib, convert, records  # noqa: E402
 from pipelines import glue  # noqa: E402
 
 SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared",
@@ -84,10 +84,9 @@ def main() -> None:
 
     # One teacher and one store, shared by every student below.
     base = os.path.join(out, "base")
-    cfg = glue.prepare(config_lib.load(None, overrides + [f"student.encoder={enc}/L{mode['layers'][0]}/encoder"]), base)
-    glue.STAGES["teacher"](cfg, base)
-    store = glue.STAGES["label"](cfg, base)
-    shared = [f"teacher.finetuned={base}/teacher/model", f"data.soft_labels={base}/soft_labels"]
+    cfg = config_lib.load(None, overrides + [f"student.encoder={enc}/L{mode['layers'][0]}/encoder"])
+    shared = [f"{k}={v}" for k, v in glue.shared_store(cfg, base).items()]
+    store = records.load_manifest(f"{base}/soft_labels")
 
     results = {"mode": "quick" if args.quick else "full", "seed": args.seed, "students": {}}
     for k in mode["layers"]:

@@ -75,9 +75,7 @@ from pipelines import glue
 cfg = config.load(None, ["data.labeled=glue_dir:{SHARED}/glue/SST-2",
     "data.transfer=['text:{store}.txt']", "teacher.finetuned={teacher}",
     "teacher.preprocessor={vocab}", "teacher.seq_length=128", "teacher.shard_size=4096"])
-glue.prepare(cfg, {store!r})
-glue.STAGES["teacher"](cfg, {store!r})
-glue.STAGES["label"](cfg, {store!r})
+glue.shared_store(cfg, {store!r})
 # VmHWM is this address space's peak; ru_maxrss would carry the forking parent's peak.
 print("MAXRSS", [l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM")][0])
 """
@@ -121,7 +119,9 @@ def main() -> None:
     fn, _ = models.load(classifier_dir)
 
     def ours():
-        for window in label.encoded_windows(source.get_tfdata(), enc, 64):
+        windows = label.shard_windows(source.get_tfdata(), [(0, args.examples)],
+                                      64 * label.WINDOW_BATCHES)
+        for window in label.encoded_windows(windows, enc):
             label.bucketed_logits(fn, window, 64)
 
     # The naive way: hub.KerasLayer + model.predict, every example padded to 128, batch 32.

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 
+from distill import distribute
 from distill.errors import UserError
 from distill.records import write_json_atomic
 
@@ -62,7 +63,8 @@ def begin(stage_dir: str, inputs: dict) -> dict | None:
 def finish(stage_dir: str, inputs: dict, summary: dict) -> dict:
     """Marks the stage complete; returns the record (with its fingerprint)."""
     record = {"fingerprint": fingerprint(inputs), "summary": summary}
-    write_json_atomic(os.path.join(stage_dir, DONE), record)
+    if distribute.is_chief():  # Other workers of a cluster leave the record to the chief.
+        write_json_atomic(os.path.join(stage_dir, DONE), record)
     return record
 
 

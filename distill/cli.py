@@ -47,8 +47,10 @@ def _parser() -> argparse.ArgumentParser:
     for name, help_text in STAGE_COMMANDS.items():
         p = with_config(name, help_text)
         if name == "label":
-            p.add_argument("--worker", type=int, default=0, help="this worker's index w")
-            p.add_argument("--num-workers", type=int, default=1,
+            p.add_argument("--worker", type=int, default=None,
+                           help="this worker's index w (default: from TF_CONFIG under "
+                                "distribute.strategy=multi_worker, else 0)")
+            p.add_argument("--num-workers", type=int, default=None,
                            help="number of workers W; worker w writes shards k = w (mod W)")
     conv = sub.add_parser("convert", help="convert a TF1 or Hugging Face BERT checkpoint to TF Hub format")
     conv.add_argument("source", help="checkpoint directory")
@@ -79,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _dispatch(args) -> None:
-    from distill import config as config_lib
+    from distill import config as config_lib, distribute
     from pipelines import demo, glue
 
     if args.command == "demo":
@@ -126,15 +128,13 @@ def _dispatch(args) -> None:
     if stage in ("distill", "finetune", "evaluate"):
         cfg = glue.with_mlm_student(cfg, args.output)
     if stage == "label":
-        if not 0 <= args.worker < args.num_workers:
-            raise UserError(f"--worker {args.worker}: expected 0 <= worker < --num-workers "
-                            f"({args.num_workers}).")
-        glue.STAGES["label"](cfg, args.output, args.worker, args.num_workers)
+        worker, workers = distribute.label_worker(cfg, args.worker, args.num_workers)
+        glue.run_stage("label", cfg, args.output, worker=worker, num_workers=workers)
     elif stage == "evaluate":
-        glue.STAGES["evaluate"](cfg, args.output)
-        glue.STAGES["report"](cfg, args.output)
+        glue.run_stage("evaluate", cfg, args.output)
+        glue.run_stage("report", cfg, args.output)
     else:
-        glue.STAGES[stage](cfg, args.output)
+        glue.run_stage(stage, cfg, args.output)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,7 @@ import typing
 
 import yaml
 
-from distill import tasks as tasks_lib
+from distill import distribute, tasks as tasks_lib, text
 from distill.errors import UserError
 from distill.training import Schedule
 
@@ -118,6 +118,17 @@ class GridConfig:
 
 
 @dataclasses.dataclass
+class DistributeConfig:
+    """The tf.distribute strategy of training and labeling (distill/distribute.py)."""
+
+    strategy: str = "default"  # default | mirrored | multi_worker (TF_CONFIG) | tpu
+    tpu: str = ""  # The TPU's name or grpc:// address for strategy "tpu" ("" = from the environment).
+    # Split the host CPU into N logical devices, so that "mirrored" runs without GPUs
+    # (tests, trying a config out); 0 = leave the devices as they are.
+    cpu_devices: int = 0
+
+
+@dataclasses.dataclass
 class Config:
     task: str = "sst2"  # One of distill.tasks.TASKS.
     seed: int = 0
@@ -127,6 +138,10 @@ class Config:
     eval_batch_size: int = 128
     # Turns any config into a smoke run: 64 examples per split, a few steps per stage.
     runlocal: bool = False
+    # tf.config.experimental.enable_op_determinism() and fixed seeds: a rerun, or a run
+    # resumed after a crash, ends with the same weights as an uninterrupted one (slower).
+    deterministic: bool = False
+    distribute: DistributeConfig = dataclasses.field(default_factory=DistributeConfig)
     sweep: SweepConfig = dataclasses.field(default_factory=SweepConfig)
     grid: GridConfig = dataclasses.field(default_factory=GridConfig)
 
@@ -256,6 +271,15 @@ def validate(cfg: Config) -> None:
     if task.is_regression and cfg.student.loss != "mse":
         raise UserError(f"student.loss: {task.name} is a regression task; expected 'mse', "
                         f"received {cfg.student.loss!r}.")
+    if cfg.distribute.strategy not in distribute.STRATEGIES:
+        raise UserError(f"distribute.strategy: expected one of {list(distribute.STRATEGIES)}; "
+                        f"received {cfg.distribute.strategy!r}.")
+    if cfg.distribute.cpu_devices < 0:
+        raise UserError(f"distribute.cpu_devices: expected >= 0; received "
+                        f"{cfg.distribute.cpu_devices}.")
+    # Checked here, before any stage runs, not when the student stage starts hours later.
+    text.check_seq_length(cfg.teacher.seq_length, task.is_pair, "teacher.seq_length")
+    text.check_seq_length(cfg.student.seq_length, task.is_pair, "student.seq_length")
     for entry in cfg.data.transfer:
         if not str(entry).startswith(("labeled:", "text:")):
             raise UserError(f"data.transfer: entry {entry!r} must start with 'labeled:' or 'text:'.")

@@ -239,8 +239,9 @@ def _check_signature(layer: hub.KerasLayer, handle: str) -> None:
     dummy = {n: tf.constant([[1, 2]], tf.int32) for n in INPUT_NAMES}
     dummy["input_mask"] = tf.ones_like(dummy["input_mask"])
     dummy["input_type_ids"] = tf.zeros_like(dummy["input_type_ids"])
-    try:
-        out = layer(dummy)
+    strategy = tf.distribute.get_strategy()
+    try:  # Under a strategy's scope, restored functions run in replica context only.
+        out = strategy.experimental_local_results(strategy.run(layer, args=(dummy,)))[0]
     except Exception as e:
         raise UserError(
             f"Encoder handle {handle!r} does not accept the encoder inputs "

@@ -15,21 +15,24 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from distill import encoders, records
+from distill import distribute, encoders, records
 from distill.errors import UserError
 
 META = "classifier.json"
 
 
 def build(encoder_handle: str, num_outputs: int, dropout: float = 0.1,
-          encoder: keras.layers.Layer | None = None) -> keras.Model:
-    """A classifier over the encoder at `encoder_handle` (or an already loaded `encoder`)."""
+          encoder: keras.layers.Layer | None = None, seed: int = 0) -> keras.Model:
+    """A classifier over the encoder at `encoder_handle` (or an already loaded `encoder`).
+
+    The new output layer is drawn from `seed`, so a run's seed fixes its initialisation.
+    """
     inputs = {n: keras.Input((None,), dtype=tf.int32, name=n) for n in encoders.INPUT_NAMES}
     encoder = encoder or encoders.load(encoder_handle, trainable=True)
     pooled = encoder(inputs)["pooled_output"]
     x = keras.layers.Dropout(dropout)(pooled)
     logits = keras.layers.Dense(
-        num_outputs, kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+        num_outputs, kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02, seed=seed),
         name="logits")(x)
     return keras.Model(inputs, logits, name="classifier")
 
@@ -47,7 +50,9 @@ def export(model: keras.Model, path: str, meta: dict) -> str:
         with open(os.path.join(tmp, META), "w") as f:
             json.dump(meta, f, indent=2)
 
-    return records.replace_dir(path, write)
+    with distribute.writes_to(path) as target:  # Every worker saves; the chief's copy is kept.
+        records.replace_dir(target, write)
+    return path
 
 
 def load(path: str):

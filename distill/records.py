@@ -10,11 +10,15 @@ temporary name and renamed when whole. See DESIGN.md, "the soft-label store".
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import glob
 import hashlib
 import json
 import os
 import shutil
+import tempfile
+import time
 
 import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
 import numpy as np
@@ -55,7 +59,8 @@ def serialize(example: dict, regression: bool) -> bytes:
             value=np.asarray(example["logits"], np.float32).reshape(-1))),
         "label": label,
     }
-    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+    example = tf.train.Example(features=tf.train.Features(feature=features))
+    return example.SerializeToString(deterministic=True)  # Sorted keys: the same bytes in any process.
 
 
 def sha256(path: str) -> str:
@@ -66,11 +71,48 @@ def sha256(path: str) -> str:
     return digest.hexdigest()
 
 
+@contextlib.contextmanager
+def output_errors(path: str):
+    """Turns a failed write (disk full, no permission) into a UserError that names `path`."""
+    try:
+        yield
+    except (OSError, tf.errors.OpError) as e:
+        reason = getattr(e, "strerror", None) or getattr(e, "message", None) or str(e)
+        raise UserError(f"Could not write {path}: {reason.splitlines()[-1]}. Everything finished "
+                        f"before is intact; make room (or fix the permissions) and rerun the same "
+                        f"command to resume.") from e
+
+
+def check_writable(directory: str, need_bytes: int = 0) -> None:
+    """Refuses, before any work, an output directory that cannot be written or lacks room.
+
+    Args:
+      directory: created if missing.
+      need_bytes: an estimate of what the stage will write; 0 checks only writability.
+    """
+    try:
+        os.makedirs(directory, exist_ok=True)
+        tempfile.TemporaryFile(dir=directory).close()
+    except OSError as e:
+        raise UserError(f"Output directory {directory} is not writable ({e.strerror}); expected "
+                        f"a directory this user can create files in.") from e
+    free = shutil.disk_usage(directory).free
+    if free < need_bytes:
+        raise UserError(f"Output directory {directory}: {free / 2**20:.0f} MiB free on its disk; "
+                        f"this stage writes about {need_bytes / 2**20:.0f} MiB. Nothing was "
+                        f"written; make room and rerun.")
+
+
 def write_text_atomic(path: str, content: str) -> None:
     """Writes text to a temporary name and renames it: a crash never leaves half a file."""
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(content)
+    try:
+        with output_errors(path), open(tmp, "w") as f:
+            f.write(content)
+    except UserError:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
     os.replace(tmp, path)
 
 
@@ -87,7 +129,12 @@ def replace_dir(path: str, write) -> str:
     tmp = path.rstrip("/") + ".tmp"
     if os.path.isdir(tmp):
         shutil.rmtree(tmp)
-    write(tmp)
+    try:
+        with output_errors(path):
+            write(tmp)
+    except UserError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if os.path.isdir(path):
         shutil.rmtree(path)
     os.replace(tmp, path)
@@ -171,15 +218,26 @@ class Writer:
         """Writes shard k from an iterable of example dicts, then records it in the manifest."""
         entry = self.manifest["shards"][k]
         path = os.path.join(self.store, entry["file"])
+        for stale in glob.glob(glob.escape(path) + ".tmp*"):  # From a crashed earlier run.
+            os.remove(stale)
         tmp = f"{path}.tmp{os.getpid()}"
         n = 0
-        with tf.io.TFRecordWriter(tmp) as w:
+        try:
+            with output_errors(tmp):
+                w = tf.io.TFRecordWriter(tmp)
             for ex in examples:
-                w.write(serialize(ex, self.regression))
+                record = serialize(ex, self.regression)
+                with output_errors(tmp):
+                    w.write(record)
                 n += 1
-        if n != entry["records"]:
-            os.remove(tmp)
-            raise RuntimeError(f"shard {k}: wrote {n} records, expected {entry['records']}")
+            with output_errors(tmp):
+                w.close()
+            if n != entry["records"]:
+                raise RuntimeError(f"shard {k}: wrote {n} records, expected {entry['records']}")
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
         os.replace(tmp, path)
         entry["sha256"] = sha256(path)
         self._update_manifest()
@@ -225,6 +283,19 @@ def check(store: str, expect: dict | None = None, verify_checksums: bool = True)
             raise UserError(f"Soft-label store {store}: shard {s['file']} does not match its "
                             f"sha256 in {MANIFEST}; the file is corrupt.")
     return manifest
+
+
+def wait_complete(store: str, timeout: float = 6 * 3600, poll: float = 2.0) -> dict:
+    """Waits for other workers to finish a store; returns its manifest once complete."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            return check(store, verify_checksums=False)
+        except UserError:
+            if time.time() > deadline:
+                raise UserError(f"Soft-label store {store}: still incomplete after {timeout:.0f}s "
+                                f"of waiting for the other workers.") from None
+            time.sleep(poll)
 
 
 def read(store: str, expect: dict | None = None, verify_checksums: bool = True,

@@ -138,6 +138,14 @@ def fingerprint(spec: str, lower_case: bool = True) -> dict:
     return {"handle": spec, "vocab_sha256": sha, "lower_case": lower_case}
 
 
+def check_seq_length(seq_length: int, pair: bool, field: str = "seq_length") -> None:
+    """Refuses a length that cannot hold one word piece per segment plus [CLS] and [SEP]s."""
+    minimum = 5 if pair else 3
+    if seq_length < minimum:
+        raise UserError(f"{field}={seq_length} cannot hold a {'pair' if pair else 'text'} "
+                        f"with its [CLS]/[SEP] tokens; expected at least {minimum}.")
+
+
 class Encoder:
     """Maps batches of `{text_a, text_b}` to encoder inputs, padded to the batch's longest.
 
@@ -149,18 +157,16 @@ class Encoder:
         self.preprocessor = preprocessor
         self.seq_length = seq_length
         self.pair = pair
-        # One word piece per segment plus [CLS] and a [SEP] after each segment.
-        minimum = 5 if pair else 3
-        if seq_length < minimum:
-            raise UserError(f"seq_length={seq_length} cannot hold a {'pair' if pair else 'text'} "
-                            f"with its [CLS]/[SEP] tokens; expected at least {minimum}.")
+        check_seq_length(seq_length, pair)
 
-    def __call__(self, features: dict) -> dict:
+    def __call__(self, features: dict, full_length: bool = False) -> dict:
+        """Encodes a batch; `full_length` pads to `seq_length` (fixed shapes, for TPUs)."""
         fields = ["text_a", "text_b"] if self.pair else ["text_a"]
         segments = [self.preprocessor.tokenize(features[f]) for f in fields]
         packed = self.preprocessor.bert_pack_inputs(
             segments, seq_length=tf.constant(self.seq_length, tf.int32))
-        longest = tf.reduce_max(tf.reduce_sum(packed["input_mask"], axis=1))
+        longest = (self.seq_length if full_length else
+                   tf.reduce_max(tf.reduce_sum(packed["input_mask"], axis=1)))
         out = {k: v for k, v in features.items() if k not in ("text_a", "text_b")}
         out.update({k: tf.cast(v[:, :longest], tf.int32) for k, v in packed.items()})
         return out

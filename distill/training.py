@@ -9,6 +9,7 @@ had done). Progress goes to a tqdm bar and TensorBoard (`WORKDIR/tensorboard`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
 from typing import Callable
@@ -18,7 +19,7 @@ import tensorflow as tf
 import tf_keras as keras
 from tqdm import tqdm
 
-from distill import encoders, text as text_lib
+from distill import distribute, encoders, records, text as text_lib
 
 
 @dataclasses.dataclass
@@ -66,6 +67,8 @@ def batches(dataset: tf.data.Dataset, encoder: text_lib.Encoder, batch_size: int
         # A fixed seed per call (epoch) makes the order reproducible for resume.
         dataset = dataset.shuffle(buffer, seed=shuffle_seed, reshuffle_each_iteration=False)
     dataset = dataset.batch(batch_size)
+    if isinstance(tf.distribute.get_strategy(), tf.distribute.TPUStrategy):
+        encoder = functools.partial(encoder, full_length=True)  # XLA compiles once per shape.
     dataset = dataset.map(encoder, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
@@ -89,55 +92,93 @@ def fit(model: keras.Model, make_dataset: Callable[[int], tf.data.Dataset],
       workdir: checkpoints and TensorBoard logs go here; a rerun resumes.
       input_names: the batch features the model takes.
     """
+    strategy = tf.distribute.get_strategy()
+    chief = distribute.is_chief(strategy)
     per_epoch = steps_per_epoch(examples, schedule.batch_size)
     total = max(1, int(round(schedule.epochs * per_epoch)))
     optimizer = adamw(schedule, total)
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
-    manager = tf.train.CheckpointManager(ckpt, os.path.join(workdir, "checkpoints"), max_to_keep=1)
-    if manager.latest_checkpoint:
-        ckpt.restore(manager.latest_checkpoint)
-        tqdm.write(f"[{desc}] resuming from {manager.latest_checkpoint} at step {int(step)}")
-    writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+    checkpoints = os.path.join(workdir, "checkpoints")
+    latest = tf.train.latest_checkpoint(checkpoints)  # The chief's, on a shared filesystem.
+    if latest:
+        ckpt.restore(latest)
+        tqdm.write(f"[{desc}] resuming from {latest} at step {int(step.numpy())}")
+    writer = (tf.summary.create_file_writer(os.path.join(workdir, "tensorboard")) if chief
+              else tf.summary.create_noop_writer())
 
-    @tf.function(reduce_retracing=True)
-    def train_step(batch):
+    def replica_step(batch):
+        # Each replica's mean loss, weighted by its share of the global batch: the
+        # summed gradient is then that of the global batch's mean, however it is split.
+        size = tf.cast(tf.shape(batch[input_names[0]])[0], tf.float32)
+        share = size / tf.distribute.get_replica_context().all_reduce("SUM", size)
         with tf.GradientTape() as tape:
             logits = model({n: batch[n] for n in input_names}, training=True)
             loss, parts = loss_fn(logits, batch)
+            loss = tf.where(size > 0, loss, 0.0) * share
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return loss, parts
+        return loss, {k: tf.where(size > 0, v, 0.0) * share for k, v in parts.items()}
 
-    start, t0 = int(step), time.time()
+    @tf.function(reduce_retracing=True)
+    def train_step(batch):
+        loss, parts = strategy.run(replica_step, args=(batch,))
+        return (strategy.reduce("SUM", loss, axis=None),
+                {k: strategy.reduce("SUM", v, axis=None) for k, v in parts.items()})
+
+    def epoch_batches(epoch, skip):
+        dataset = make_dataset(epoch).skip(skip)
+        if not tf.distribute.has_strategy():
+            return dataset
+        # Replicas get numbers only (strings cannot go to accelerators), and each
+        # worker takes its part of every global batch.
+        dataset = dataset.map(lambda b: {k: v for k, v in b.items() if v.dtype != tf.string})
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        return strategy.experimental_distribute_dataset(dataset.with_options(options))
+
+    if strategy.num_replicas_in_sync > 1:
+        tqdm.write(f"[{desc}] global batch {schedule.batch_size} over "
+                   f"{strategy.num_replicas_in_sync} replicas ({type(strategy).__name__})")
+    # `done` counts steps in Python; `step` carries it in checkpoints (a distributed variable
+    # under a strategy).
+    start = done = int(step.numpy())
+    t0 = time.time()
     warm_steps, t_warm = 5, None  # The first steps trace; the steady rate starts after them.
     bar = tqdm(total=total, initial=start, desc=desc, unit="step", dynamic_ncols=True,
-               mininterval=1.0)
+               mininterval=1.0, disable=not chief)
     loss = None
-    with writer.as_default():
-        while int(step) < total:
-            epoch, done_in_epoch = divmod(int(step), per_epoch)
-            before = int(step)
-            for batch in make_dataset(epoch).skip(done_in_epoch):
+    with distribute.writes_to(checkpoints) as directory, writer.as_default():
+        manager = tf.train.CheckpointManager(ckpt, directory, max_to_keep=1)
+
+        def save():
+            with records.output_errors(directory):  # A failed save keeps the previous one.
+                manager.save(checkpoint_number=done)
+
+        while done < total:
+            epoch, done_in_epoch = divmod(done, per_epoch)
+            before = done
+            for batch in epoch_batches(epoch, done_in_epoch):
                 loss, parts = train_step(batch)
-                step.assign_add(1)
+                done += 1
+                step.assign(done)
                 bar.update(1)
-                if int(step) - start == warm_steps:
+                if done - start == warm_steps:
                     t_warm = time.time()
-                if int(step) % 10 == 0 or int(step) == total:
+                if done % 10 == 0 or done == total:
                     bar.set_postfix(loss=f"{float(loss):.4f}", refresh=False)
-                    tf.summary.scalar("loss", loss, step=step)
-                    tf.summary.scalar("learning_rate", optimizer.learning_rate, step=step)
+                    tf.summary.scalar("loss", loss, step=done)
+                    tf.summary.scalar("learning_rate", optimizer.learning_rate, step=done)
                     for name, value in parts.items():
-                        tf.summary.scalar(f"loss/{name}", value, step=step)
-                if int(step) % schedule.checkpoint_every == 0:
-                    manager.save(checkpoint_number=step)
-                if int(step) >= total:
+                        tf.summary.scalar(f"loss/{name}", value, step=done)
+                if done % schedule.checkpoint_every == 0:
+                    save()
+                if done >= total:
                     break
-            if int(step) == before:
+            if done == before:
                 raise RuntimeError(f"[{desc}] epoch {epoch} yielded no batch after skipping "
                                    f"{done_in_epoch}; the data changed since the checkpoint.")
-            manager.save(checkpoint_number=step)
+            save()
     bar.close()
     end = time.time()
     steady = None

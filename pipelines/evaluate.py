@@ -15,7 +15,7 @@ import numpy as np
 
 from distill import config as config_lib, data, metrics, models, records, tasks, text, training
 from distill.errors import UserError
-from students.distill import stage_dir
+from students.common import stage_dir
 from teachers import finetune
 
 

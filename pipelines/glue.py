@@ -10,7 +10,7 @@ import dataclasses
 import os
 import time
 
-from distill import config as config_lib
+from distill import config as config_lib, distribute, records
 from pipelines import evaluate, report
 from students import distill as student_distill, finetune as student_finetune, mlm
 from teachers import finetune as teacher_finetune, label
@@ -25,10 +25,46 @@ STAGES = {
 }
 
 
+TRAINING = ("teacher", "distill", "finetune")  # Stages that train under the strategy.
+
+
+def run_stage(name: str, cfg: config_lib.Config, run_dir: str, **kwargs):
+    """Runs one stage; training stages (and labeling under mirrored/tpu) under the strategy.
+
+    Under `multi_worker`, labeling needs no collectives: each worker labels its
+    own shards (`distribute.label_worker`) outside the strategy.
+    """
+    strategy = cfg.distribute.strategy
+    if name in TRAINING or (name == "label" and strategy in ("mirrored", "tpu")):
+        strat = distribute.strategy(cfg)
+        with strat.scope():
+            result = STAGES[name](cfg, run_dir, **kwargs)
+        distribute.barrier(strat)  # No worker goes on before the chief has written.
+        return result
+    return STAGES[name](cfg, run_dir, **kwargs)
+
+
+def shared_settings(cfg: config_lib.Config, shared_dir: str) -> dict:
+    """The settings that make a run reuse the teacher and store in `shared_dir`."""
+    return {"teacher.finetuned": os.path.join(shared_dir, "teacher", "model"),
+            "data.soft_labels": label.store_path(cfg, shared_dir)}
+
+
+def shared_store(cfg: config_lib.Config, shared_dir: str) -> dict:
+    """Makes (or finds done) the one teacher and store that many runs share (sweeps, grids).
+
+    Returns `shared_settings`, the overrides that point a run at them.
+    """
+    cfg = prepare(cfg, shared_dir)
+    run_stage("teacher", cfg, shared_dir)
+    run_stage("label", cfg, shared_dir)
+    return shared_settings(cfg, shared_dir)
+
+
 def prepare(cfg: config_lib.Config, run_dir: str) -> config_lib.Config:
     """Applies `runlocal`, creates the run directory and saves the resolved config in it."""
     cfg = config_lib.smoke(cfg)
-    os.makedirs(run_dir, exist_ok=True)
+    records.check_writable(run_dir)
     config_lib.dump(cfg, os.path.join(run_dir, "config.yaml"))
     return cfg
 
@@ -37,7 +73,8 @@ def with_mlm_student(cfg: config_lib.Config, run_dir: str) -> config_lib.Config:
     """Runs the MLM stage when `student.mlm.data` is set; the student is then its result."""
     if not cfg.student.mlm.data:
         return cfg
-    mlm.run(cfg, run_dir)
+    with distribute.strategy(cfg).scope():
+        mlm.run(cfg, run_dir)
     student = dataclasses.replace(cfg.student, encoder=mlm.encoder_path(run_dir))
     return dataclasses.replace(cfg, student=student)
 
@@ -45,12 +82,20 @@ def with_mlm_student(cfg: config_lib.Config, run_dir: str) -> config_lib.Config:
 def run(cfg: config_lib.Config, run_dir: str) -> dict:
     """Runs every stage of the recipe in order; returns the evaluation results."""
     cfg = with_mlm_student(prepare(cfg, run_dir), run_dir)
-    timings = {}
+    timings, results = {}, None
+    worker, workers = distribute.label_worker(cfg)
+    chief = workers == 1 or distribute.is_chief(distribute.strategy(cfg))
     for name in ["teacher", "label", *cfg.student.stages, "evaluate", "report"]:
+        if name in ("evaluate", "report") and not chief:
+            continue
         t0 = time.time()
-        result = STAGES[name](cfg, run_dir)
+        if name == "label":
+            run_stage(name, cfg, run_dir, worker=worker, num_workers=workers)
+            if workers > 1:  # The students need the whole store, from every worker.
+                records.wait_complete(label.store_path(cfg, run_dir))
+        else:
+            result = run_stage(name, cfg, run_dir)
+            results = result if name == "evaluate" else results
         timings[name] = round(time.time() - t0, 1)
-        if name == "evaluate":
-            results = result
     print(f"[run] done in {sum(timings.values()):.0f}s ({timings}); see {run_dir}/report.md")
     return results

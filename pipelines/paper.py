@@ -25,7 +25,6 @@ from distill import config as config_lib, convert, encoders, records, tasks
 from distill.errors import UserError
 from pipelines import demo, glue
 from students import presets
-from teachers import label
 
 METHODS = {  # method -> (student.init, student.stages, uses the truncated teacher)
     "PF": ("pretrained", ["finetune"], False),
@@ -93,11 +92,7 @@ def run(cfg: config_lib.Config, output: str) -> dict:
         task_cfg = config_lib.load(task_config, base + [f"task={task}"])
         shared = os.path.join(output, "shared", task)
         print(f"[reproduce] {task}: teacher and store in {shared}")
-        shared_cfg = glue.prepare(task_cfg, shared)
-        glue.STAGES["teacher"](shared_cfg, shared)
-        glue.STAGES["label"](shared_cfg, shared)
-        reuse = [f"teacher.finetuned={os.path.join(shared, 'teacher', 'model')}",
-                 f"data.soft_labels={label.store_path(shared_cfg, shared)}"]
+        reuse = [f"{k}={v}" for k, v in glue.shared_store(task_cfg, shared).items()]
         for student in students(grid, assets):
             for method in grid.methods:
                 for seed in grid.seeds:

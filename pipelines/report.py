@@ -5,7 +5,7 @@ import json
 import os
 
 from distill import config as config_lib, records, tasks
-from students.distill import stage_dir
+from students.common import stage_dir
 from teachers import label
 
 

@@ -77,8 +77,7 @@ def declare(hp: keras_tuner.HyperParameters, key: str, spec) -> None:
 
 def trial_config(base: config_lib.Config, values: dict, shared: str) -> config_lib.Config:
     """The run config of one trial: the base with the trial's values, the shared teacher/store."""
-    settings = {"teacher.finetuned": os.path.join(shared, "teacher", "model"),
-                "data.soft_labels": label.store_path(base, shared)}
+    settings = glue.shared_settings(base, shared)
     for key, value in values.items():
         if key == "tuner/epochs":  # Hyperband's budget for this trial.
             settings["student.distill.epochs"] = float(value)
@@ -101,7 +100,7 @@ class DistillTuner(keras_tuner.Tuner):
         glue.prepare(cfg, run_dir)
         t0 = time.time()
         for stage in cfg.student.stages:
-            glue.STAGES[stage](cfg, run_dir)
+            glue.run_stage(stage, cfg, run_dir)
         heldout = evaluate.score(cfg, run_dir, "student", data.HELDOUT)
         result = {"trial_id": trial.trial_id, "values": trial.hyperparameters.values,
                   "heldout": heldout, "seconds": round(time.time() - t0, 1),
@@ -138,29 +137,15 @@ def _is_worker() -> bool:
     return "KERASTUNER_ORACLE_IP" in os.environ and "chief" not in tuner_id
 
 
-def _wait_for_shared(cfg: config_lib.Config, shared: str, timeout: float = 3600) -> None:
-    """Workers wait for the chief's teacher and store instead of making their own."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            records.check(label.store_path(cfg, shared), verify_checksums=False)
-            return
-        except UserError:
-            time.sleep(2)
-    raise UserError(f"Timed out after {timeout:.0f}s waiting for the chief's store in {shared}.")
-
-
 def run(cfg: config_lib.Config, output: str) -> dict | None:
     """Runs (or resumes, or joins) the sweep; the chief or single process writes the summary."""
     if cfg.data.validation_fraction <= 0:
         cfg = config_lib.override(cfg, {"data.validation_fraction": 0.1})
     shared = os.path.join(output, "shared")
-    if _is_worker():
-        _wait_for_shared(cfg, shared)
+    if _is_worker():  # The chief makes the teacher and store; workers wait for them.
+        records.wait_complete(label.store_path(cfg, shared))
     else:
-        shared_cfg = glue.prepare(cfg, shared)
-        glue.STAGES["teacher"](shared_cfg, shared)
-        glue.STAGES["label"](shared_cfg, shared)
+        glue.shared_store(cfg, shared)
     tuner = make_tuner(cfg, output)
     tuner.search()
     if _is_worker():

@@ -10,30 +10,11 @@ from __future__ import annotations
 import os
 
 import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
-import tensorflow as tf
 
 from distill import artifacts, config as config_lib, losses, models, records, tasks, text, training
 from students import init
+from students.common import inputs_for, save, stage_dir
 from teachers import label
-
-
-def stage_dir(run_dir: str, stage: str) -> str:
-    return os.path.join(run_dir, "student", stage)
-
-
-def inputs_for(cfg: config_lib.Config, stage: str, upstream: dict) -> dict:
-    student = config_lib.to_dict(cfg)["student"]
-    keep = ("encoder", "preprocessor", "lower_case", "seq_length", "init", stage)
-    if stage == "distill":
-        keep += ("loss", "temperature", "alpha")
-    return {"task": cfg.task, "seed": cfg.seed, "stage": stage, "upstream": upstream,
-            "student": {k: student[k] for k in keep}}
-
-
-def save(model, directory: str, meta: dict) -> None:
-    """The classifier SavedModel (for evaluation) and its weights (for the next stage)."""
-    models.export(model, os.path.join(directory, "model"), meta)
-    tf.train.Checkpoint(model=model).write(os.path.join(directory, "weights"))
 
 
 def run(cfg: config_lib.Config, run_dir: str) -> dict:

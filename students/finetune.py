@@ -10,7 +10,7 @@ import os
 
 from distill import artifacts, config as config_lib, data, models, supervised, tasks, text
 from students import init
-from students.distill import inputs_for, save, stage_dir
+from students.common import inputs_for, save, stage_dir
 
 
 def run(cfg: config_lib.Config, run_dir: str) -> dict:

@@ -36,7 +36,8 @@ def build_student(cfg, task, start_from: str | None = None) -> keras.Model:
     """
     from distill import models
 
-    model = models.build(cfg.student.encoder, task.num_outputs, cfg.student.distill.dropout)
+    model = models.build(cfg.student.encoder, task.num_outputs, cfg.student.distill.dropout,
+                         seed=cfg.seed)
     if start_from:
         tf.train.Checkpoint(model=model).read(start_from).assert_existing_objects_matched()
     elif cfg.student.init == "random":

@@ -25,7 +25,8 @@ import tensorflow_hub as hub
 import tensorflow_text as tf_text
 import tf_keras as keras
 
-from distill import artifacts, config as config_lib, data, encoders, records, text, training
+from distill import (artifacts, config as config_lib, data, distribute, encoders, records, text,
+                     training)
 from distill.errors import UserError
 
 MLM_INPUTS = (*encoders.INPUT_NAMES, "masked_lm_positions")
@@ -141,7 +142,8 @@ def train(handle: str, paths: list[str], output: str, schedule: training.Schedul
         if os.path.isfile(source_config):
             shutil.copyfile(source_config, os.path.join(tmp, "bert_config.json"))
 
-    records.replace_dir(path, write)
+    with distribute.writes_to(path) as target:
+        records.replace_dir(target, write)
     summary.update({"heldout_loss_before": before, "heldout_loss_after": after,
                     "texts": count, "heldout_texts": n_heldout, "encoder": path})
     with open(os.path.join(output, "mlm.json"), "w") as f:

@@ -34,7 +34,8 @@ def run(cfg: config_lib.Config, run_dir: str) -> dict:
     print(f"[teacher] fine-tuning {cfg.teacher.encoder} on {task.name} ({cfg.data.labeled})")
     source = data.labeled(cfg.data, task, "train")
     preprocessor = text.load(cfg.teacher.preprocessor, cfg.teacher.lower_case)
-    model = models.build(cfg.teacher.encoder, task.num_outputs, cfg.teacher.train.dropout)
+    model = models.build(cfg.teacher.encoder, task.num_outputs, cfg.teacher.train.dropout,
+                         seed=cfg.seed)
     summary = supervised.train_on_labels(
         model, task, source, preprocessor, cfg.teacher.seq_length, cfg.teacher.train, cfg.seed,
         os.path.join(stage_dir, "train"), desc="teacher")

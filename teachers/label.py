@@ -9,6 +9,7 @@ ones; worker w of N writes shards k = w (mod N).
 """
 from __future__ import annotations
 
+import itertools
 import os
 
 import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
@@ -16,7 +17,8 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from distill import artifacts, config as config_lib, data, encoders, models, records, tasks, text
+from distill import (artifacts, config as config_lib, data, distribute, encoders, models, records,
+                     tasks, text)
 from teachers import finetune
 
 
@@ -26,15 +28,47 @@ def store_path(cfg: config_lib.Config, run_dir: str) -> str:
 
 
 WINDOW_BATCHES = 16  # Examples are sorted by length within windows of 16 batches.
+# A generous bound on a record's size on disk (text, logits, framing), for the free-space check.
+BYTES_PER_RECORD = 2048
 
 
-def encoded_windows(ds: tf.data.Dataset, encoder: text.Encoder, batch_size: int):
+def shard_windows(ds: tf.data.Dataset, slices: list[tuple[int, int]], window: int) -> tf.data.Dataset:
+    """Batches of at most `window` examples of the `slices` (start, count), in one pass.
+
+    Windows start at each slice's start, so a shard's windows (hence its batches
+    and bytes) do not depend on which other shards this worker writes; the
+    source is read once, however many shards there are.
+    """
+    starts = tf.constant([s for s, _ in slices], tf.int64)
+    counts = tf.constant([c for _, c in slices], tf.int64)
+    per_slice = max(-(-c // window) for _, c in slices)
+
+    def slice_of(i):
+        return tf.searchsorted(starts, [i], side="right", out_type=tf.int64)[0] - 1
+
+    def wanted(i, _):
+        j = tf.maximum(slice_of(i), 0)
+        return tf.logical_and(i >= starts[j], i < starts[j] + counts[j])
+
+    def key(i, _):
+        j = slice_of(i)
+        return j * per_slice + (i - starts[j]) // window
+
+    def size(k):  # Exactly the window's size, so each window is emitted as soon as it is full.
+        j, w = k // per_slice, k % per_slice
+        return tf.minimum(tf.constant(window, tf.int64), counts[j] - w * window)
+
+    return (ds.enumerate().filter(wanted)
+            .group_by_window(key, lambda _, group: group.batch(window), window_size_func=size)
+            .map(lambda _, batch: batch))
+
+
+def encoded_windows(ds: tf.data.Dataset, encoder: text.Encoder):
     """Windows of examples, tokenized in the input pipeline, as numpy dicts (raw text kept)."""
     def encode(batch):
         return {**batch, **encoder(batch)}
 
-    ds = ds.batch(batch_size * WINDOW_BATCHES).map(encode, num_parallel_calls=tf.data.AUTOTUNE)
-    for window in ds.prefetch(2):
+    for window in ds.map(encode, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2):
         yield {k: v.numpy() for k, v in window.items()}
 
 
@@ -87,31 +121,37 @@ def run(cfg: config_lib.Config, run_dir: str, worker: int = 0, num_workers: int 
         return manifest
     source = data.transfer(cfg.data, task)
     store = store_path(cfg, run_dir)
+    records.check_writable(os.path.dirname(os.path.abspath(store)))
     writer = records.Writer(store, producer(cfg, run_dir, source), source.total_examples,
                             cfg.teacher.shard_size, task.num_outputs, task.is_regression)
     pending = writer.pending(worker, num_workers)
     if not pending:
         print(f"[label] store {store} has all its shards; skipping")
         return writer.manifest
+    slices = [writer.slice(k) for k in pending]
+    todo = sum(count for _, count in slices)
+    records.check_writable(store, need_bytes=todo * BYTES_PER_RECORD)
     teacher, _ = models.load(finetune.model_path(cfg, run_dir))
+    teacher = distribute.split_batches(teacher)
     encoder = text.Encoder(text.load(cfg.teacher.preprocessor, cfg.teacher.lower_case),
                            cfg.teacher.seq_length, task.is_pair)
-    todo = sum(writer.slice(k)[1] for k in pending)
     print(f"[label] {source.total_examples} transfer examples in {len(writer.manifest['shards'])} "
           f"shards; {len(pending)} to write ({todo} examples) into {store}")
     bar = tqdm(total=todo, desc="label", unit="ex", dynamic_ncols=True, mininterval=1.0)
+    batch_size = cfg.teacher.label_batch_size
+    windows = shard_windows(source.get_tfdata(), slices, batch_size * WINDOW_BATCHES)
 
-    def labeled_examples(start, count):
-        ds = source.get_tfdata().skip(start).take(count)
-        for window in encoded_windows(ds, encoder, cfg.teacher.label_batch_size):
-            logits = bucketed_logits(teacher, window, cfg.teacher.label_batch_size)
+    def labeled_examples():
+        for window in encoded_windows(windows, encoder):
+            logits = bucketed_logits(teacher, window, batch_size)
             for i in range(len(logits)):
                 yield {"id": window["id"][i], "text_a": window["text_a"][i],
                        "text_b": window["text_b"][i], "label": window["label"][i],
                        "logits": logits[i]}
             bar.update(len(logits))
 
-    for k in pending:
-        writer.write_shard(k, labeled_examples(*writer.slice(k)))
+    stream = labeled_examples()  # One pass over the source for all of this worker's shards.
+    for k, (_, count) in zip(pending, slices):
+        writer.write_shard(k, itertools.islice(stream, count))
     bar.close()
     return writer.manifest

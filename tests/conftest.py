@@ -50,3 +50,28 @@ def write(path: os.PathLike, lines: list[str]) -> str:
     pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
     pathlib.Path(path).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def small_task(tmp_path_factory) -> dict:
+    """The demo's synthetic task, small: 300 train + 600 unlabeled texts, its encoders and
+    vocab, and a teacher classifier supplied ready (random, with logits large enough to teach).
+
+    `sets` are the `--set` items that point configs/demo.yaml at them.
+    """
+    import tensorflow as tf
+
+    from distill import models
+    from pipelines import demo
+
+    root = str(tmp_path_factory.mktemp("small_task"))
+    paths = demo.make_assets(root, train=300, dev=100, unlabeled=600)
+    teacher = models.build(paths["teacher"], 2, dropout=0.0)
+    kernel = teacher.get_layer("logits").kernel
+    kernel.assign(tf.random.stateless_normal(kernel.shape, seed=[1, 2]))
+    paths["teacher_classifier"] = models.export(teacher, os.path.join(root, "teacher_classifier"),
+                                                {"task": "sst2"})
+    paths["sets"] = [item for o in demo.overrides(paths) for item in ("--set", o)] + [
+        "--set", f"teacher.finetuned={paths['teacher_classifier']}",
+        "--set", "teacher.shard_size=100"]  # 900 transfer examples: 9 shards.
+    return paths

@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from distill import records
 from distill.errors import UserError
+from teachers import label
 
 PRODUCER = {"task": "sst2", "task_type": "classification", "label_names": ["negative", "positive"],
             "teacher": {"encoder": "t", "fingerprint": "abc"},
@@ -123,8 +124,6 @@ def test_two_workers_make_the_same_store_as_one(tmp_path):
 
 
 def test_bucketed_labeling_restores_order_and_matches_unsorted():
-    from teachers import label
-
     rng = np.random.default_rng(0)
     lengths = rng.integers(3, 40, size=50)
     mask = (np.arange(40)[None, :] < lengths[:, None]).astype(np.int32)
@@ -141,3 +140,9 @@ def test_bucketed_labeling_restores_order_and_matches_unsorted():
     ids = window["input_word_ids"] * mask
     np.testing.assert_allclose(got, np.stack([ids.sum(1), ids.max(1)], axis=1))
     assert all(w % 8 == 0 for w in seen_widths) and min(seen_widths) < 40
+
+
+def test_shard_windows_read_the_source_once_and_restart_at_each_shard():
+    ds = tf.data.Dataset.range(40).map(lambda i: {"id": i})
+    windows = [w["id"].numpy().tolist() for w in label.shard_windows(ds, [(0, 10), (25, 7)], 4)]
+    assert windows == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9], [25, 26, 27, 28], [29, 30, 31]]

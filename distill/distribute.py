@@ -1,0 +1,159 @@
+"""The `tf.distribute` strategy a run trains and labels under, from the config's `distribute`.
+
+    distribute: {strategy: mirrored}          # all local GPUs (or `cpu_devices` CPUs)
+    distribute: {strategy: multi_worker}      # one process per machine, cluster from TF_CONFIG
+    distribute: {strategy: tpu, tpu: NAME}    # a Cloud TPU (address or name)
+
+Batch sizes in configs are global: `tf.distribute` splits each batch across the
+replicas and `training.fit` weighs each replica's loss by its share of the
+batch, so the gradient is the same as on one device. Only the chief (worker 0)
+writes artifacts; other workers write what they must (checkpoints, SavedModels
+take part in collectives) to scratch directories that are removed afterwards.
+Labeling does not need collectives: under `multi_worker` every worker labels
+its own shards (`label_worker`).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+
+import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
+import tensorflow as tf
+import tf_keras as keras
+
+from distill.errors import UserError
+
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+_cache: dict = {}
+
+
+def _split_cpu(count: int) -> None:
+    """Makes `count` logical CPU devices; only possible before TensorFlow's first op."""
+    cpus = tf.config.list_physical_devices("CPU")  # Listing logical ones would start TF.
+    try:
+        tf.config.set_logical_device_configuration(
+            cpus[0], [tf.config.LogicalDeviceConfiguration()] * count)
+    except RuntimeError as e:
+        raise UserError(f"distribute.cpu_devices = {count}: TensorFlow had already started in "
+                        f"this process; set it in the config or with --set on the command "
+                        f"line.") from e
+
+
+def strategy(cfg) -> tf.distribute.Strategy:
+    """The strategy `cfg.distribute` names, created once per process; applies `deterministic`."""
+    if cfg.deterministic:  # Idempotent; a process cannot turn it off again.
+        keras.utils.set_random_seed(cfg.seed)  # Python, NumPy and TensorFlow seeds.
+        tf.config.experimental.enable_op_determinism()
+    dist = cfg.distribute
+    key = (dist.strategy, dist.tpu, dist.cpu_devices)
+    if key in _cache:
+        return _cache[key]
+    if dist.cpu_devices:
+        _split_cpu(dist.cpu_devices)
+    if dist.strategy == "default":
+        made = tf.distribute.get_strategy()
+    elif dist.strategy == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = gpus or tf.config.list_logical_devices("CPU")
+        made = tf.distribute.MirroredStrategy([d.name for d in devices])
+    elif dist.strategy == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise UserError("distribute.strategy = 'multi_worker' needs the TF_CONFIG environment "
+                            "variable (cluster and task), set on every worker.")
+        made = tf.distribute.MultiWorkerMirroredStrategy()
+    else:
+        try:
+            resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=dist.tpu or None)
+            tf.config.experimental_connect_to_cluster(resolver)
+            tf.tpu.experimental.initialize_tpu_system(resolver)
+        except (ValueError, RuntimeError, tf.errors.OpError) as e:
+            raise UserError(f"distribute.strategy = 'tpu' (distribute.tpu = {dist.tpu!r}): no TPU "
+                            f"could be reached ({str(e).splitlines()[0]}).") from e
+        made = tf.distribute.TPUStrategy(resolver)
+    _cache[key] = made
+    return made
+
+
+def is_chief(strat: tf.distribute.Strategy | None = None) -> bool:
+    """True except on the non-chief workers of a multi-worker cluster."""
+    strat = strat or tf.distribute.get_strategy()
+    resolver = getattr(strat, "cluster_resolver", None)
+    if not isinstance(strat, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
+        return True
+    if resolver.task_type in (None, "chief"):
+        return True
+    return (resolver.task_type == "worker" and resolver.task_id == 0
+            and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def barrier(strat: tf.distribute.Strategy) -> None:
+    """Waits until every worker gets here (an all-reduce); a no-op on one worker."""
+    if isinstance(strat, tf.distribute.MultiWorkerMirroredStrategy):
+        strat.reduce("SUM", strat.run(tf.function(lambda: tf.constant(1.0))), axis=None)
+
+
+def split_batches(fn):
+    """`fn` on a batch split across the current strategy's replicas, outputs gathered back.
+
+    For inference (labeling) under `mirrored` or `tpu`; with one replica, `fn` itself.
+    """
+    strat = tf.distribute.get_strategy()
+    replicas = strat.num_replicas_in_sync
+    if replicas == 1 or isinstance(strat, tf.distribute.MultiWorkerMirroredStrategy):
+        return fn
+
+    def run(batch: dict):
+        size = int(next(iter(batch.values())).shape[0])
+
+        def part(ctx):
+            i = ctx.replica_id_in_sync_group
+            return {k: v[i * size // replicas:(i + 1) * size // replicas] for k, v in batch.items()}
+
+        values = strat.experimental_distribute_values_from_function(part)
+        return strat.gather(strat.run(fn, args=(values,)), axis=0)
+
+    return run
+
+
+@contextlib.contextmanager
+def writes_to(path: str):
+    """Where this worker writes `path`: the chief writes it, the others a scratch copy.
+
+    Every worker must take part in saving distributed variables; only the
+    chief's copy is kept.
+    """
+    if is_chief():
+        yield path
+        return
+    scratch = tempfile.mkdtemp(prefix="distill-worker-")
+    try:
+        yield os.path.join(scratch, os.path.basename(path.rstrip("/")))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def label_worker(cfg, worker: int | None = None,
+                 num_workers: int | None = None) -> tuple[int, int]:
+    """(w, W) for labeling: the flags if given, else under `multi_worker` the worker's
+    place in TF_CONFIG (chief first), else (0, 1)."""
+    if worker is not None or num_workers is not None:
+        w, n = worker or 0, num_workers or 1
+    elif cfg.distribute.strategy == "multi_worker" and "TF_CONFIG" in os.environ:
+        try:
+            spec = json.loads(os.environ["TF_CONFIG"])
+            workers = [*spec["cluster"].get("chief", []), *spec["cluster"].get("worker", [])]
+            task = spec["task"]
+            w = task["index"] + (len(spec["cluster"].get("chief", []))
+                                 if task["type"] == "worker" else 0)
+            n = len(workers)
+        except (ValueError, KeyError, TypeError) as e:
+            raise UserError(f"TF_CONFIG: expected JSON with cluster.worker (a list) and task "
+                            f"{{type, index}}; received {os.environ['TF_CONFIG']!r}.") from e
+    else:
+        return 0, 1
+    if not 0 <= w < n:
+        raise UserError(f"--worker {w}: expected 0 <= worker < --num-workers ({n}).")
+    return w, n
