@@ -83,7 +83,9 @@ class Embeddings(keras.layers.Layer):
         super().__init__(**kwargs)
         self.cfg = cfg
         self.norm = _layer_norm("layer_norm")
-        self.dropout = keras.layers.Dropout(cfg.dropout)
+        # Generator-backed dropout: its state is a variable, saved with the encoder and in
+        # training checkpoints, so a resumed run draws the masks an uninterrupted one would.
+        self.dropout = keras.layers.Dropout(cfg.dropout, force_generator=True)
 
     def build(self, input_shape):
         def table(name, rows):
@@ -117,7 +119,7 @@ class TransformerLayer(keras.layers.Layer):
                                    activation=_ACTIVATIONS[cfg.activation])
         self.output_dense = _dense(h, "output", cfg)
         self.output_norm = _layer_norm("output_layer_norm")
-        self.dropout = keras.layers.Dropout(cfg.dropout)
+        self.dropout = keras.layers.Dropout(cfg.dropout, force_generator=True)
 
     def _split_heads(self, x):
         shape = tf.shape(x)

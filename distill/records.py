@@ -162,7 +162,7 @@ class Writer:
     """
 
     def __init__(self, store: str, producer: dict, total_examples: int, shard_size: int,
-                 num_outputs: int, regression: bool):
+                 num_outputs: int, regression: bool, bytes_per_record: int = 0):
         self.store, self.regression = store, regression
         num_shards = max(1, -(-total_examples // shard_size))
         self.manifest = {
@@ -173,7 +173,7 @@ class Writer:
                        for k in range(num_shards)],
             "complete": False,
         }
-        os.makedirs(store, exist_ok=True)
+        check_writable(os.path.dirname(os.path.abspath(store)))
         existing = os.path.join(store, MANIFEST)
         if os.path.isfile(existing):
             old = load_manifest(store)
@@ -188,6 +188,8 @@ class Writer:
             for new, done in zip(self.manifest["shards"], old["shards"]):
                 if "sha256" in done and os.path.isfile(os.path.join(store, done["file"])):
                     new.update(done)
+        remaining = sum(s["records"] for s in self.manifest["shards"] if "sha256" not in s)
+        check_writable(store, need_bytes=remaining * bytes_per_record)  # Before writing anything.
         self._update_manifest()
 
     def _update_manifest(self) -> None:

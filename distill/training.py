@@ -145,10 +145,10 @@ def fit(model: keras.Model, make_dataset: Callable[[int], tf.data.Dataset],
     start = done = int(step.numpy())
     t0 = time.time()
     warm_steps, t_warm = 5, None  # The first steps trace; the steady rate starts after them.
-    bar = tqdm(total=total, initial=start, desc=desc, unit="step", dynamic_ncols=True,
-               mininterval=1.0, disable=not chief)
     loss = None
-    with distribute.writes_to(checkpoints) as directory, writer.as_default():
+    with (distribute.writes_to(checkpoints) as directory, writer.as_default(),
+          tqdm(total=total, initial=start, desc=desc, unit="step", dynamic_ncols=True,
+               mininterval=1.0, disable=not chief) as bar):
         manager = tf.train.CheckpointManager(ckpt, directory, max_to_keep=1)
 
         def save():
@@ -179,7 +179,6 @@ def fit(model: keras.Model, make_dataset: Callable[[int], tf.data.Dataset],
                 raise RuntimeError(f"[{desc}] epoch {epoch} yielded no batch after skipping "
                                    f"{done_in_epoch}; the data changed since the checkpoint.")
             save()
-    bar.close()
     end = time.time()
     steady = None
     if t_warm is not None and total - start > warm_steps:

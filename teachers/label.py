@@ -121,25 +121,24 @@ def run(cfg: config_lib.Config, run_dir: str, worker: int = 0, num_workers: int 
         return manifest
     source = data.transfer(cfg.data, task)
     store = store_path(cfg, run_dir)
-    records.check_writable(os.path.dirname(os.path.abspath(store)))
     writer = records.Writer(store, producer(cfg, run_dir, source), source.total_examples,
-                            cfg.teacher.shard_size, task.num_outputs, task.is_regression)
+                            cfg.teacher.shard_size, task.num_outputs, task.is_regression,
+                            bytes_per_record=BYTES_PER_RECORD)
     pending = writer.pending(worker, num_workers)
     if not pending:
         print(f"[label] store {store} has all its shards; skipping")
         return writer.manifest
     slices = [writer.slice(k) for k in pending]
     todo = sum(count for _, count in slices)
-    records.check_writable(store, need_bytes=todo * BYTES_PER_RECORD)
     teacher, _ = models.load(finetune.model_path(cfg, run_dir))
     teacher = distribute.split_batches(teacher)
     encoder = text.Encoder(text.load(cfg.teacher.preprocessor, cfg.teacher.lower_case),
                            cfg.teacher.seq_length, task.is_pair)
     print(f"[label] {source.total_examples} transfer examples in {len(writer.manifest['shards'])} "
           f"shards; {len(pending)} to write ({todo} examples) into {store}")
-    bar = tqdm(total=todo, desc="label", unit="ex", dynamic_ncols=True, mininterval=1.0)
     batch_size = cfg.teacher.label_batch_size
     windows = shard_windows(source.get_tfdata(), slices, batch_size * WINDOW_BATCHES)
+    bar = tqdm(total=todo, desc="label", unit="ex", dynamic_ncols=True, mininterval=1.0)
 
     def labeled_examples():
         for window in encoded_windows(windows, encoder):
@@ -150,8 +149,8 @@ def run(cfg: config_lib.Config, run_dir: str, worker: int = 0, num_workers: int 
                        "logits": logits[i]}
             bar.update(len(logits))
 
-    stream = labeled_examples()  # One pass over the source for all of this worker's shards.
-    for k, (_, count) in zip(pending, slices):
-        writer.write_shard(k, itertools.islice(stream, count))
-    bar.close()
+    with bar:  # Closed on errors too, so that an error message starts a line of its own.
+        stream = labeled_examples()  # One pass over the source for all of this worker's shards.
+        for k, (_, count) in zip(pending, slices):
+            writer.write_shard(k, itertools.islice(stream, count))
     return writer.manifest
