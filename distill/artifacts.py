@@ -33,6 +33,19 @@ def _first_difference(old, new, prefix=""):
     return None if old == new else (prefix.rstrip("."), old, new)
 
 
+def _has_progress(stage_dir: str) -> bool:
+    """Whether a stage left anything worth keeping (a checkpoint, a model), not just logs.
+
+    A stage refused for bad input (say, a mistyped handle) leaves only its inputs, so
+    rerunning it with the input corrected starts it afresh instead of refusing.
+    """
+    for root, dirs, files in os.walk(stage_dir):
+        dirs[:] = [d for d in dirs if d != "tensorboard"]
+        if any(f != INPUTS for f in files):
+            return True
+    return False
+
+
 def begin(stage_dir: str, inputs: dict) -> dict | None:
     """Returns the finished stage's `done.json` if it is complete for `inputs`, else None.
 
@@ -42,7 +55,7 @@ def begin(stage_dir: str, inputs: dict) -> dict | None:
     os.makedirs(stage_dir, exist_ok=True)
     path = os.path.join(stage_dir, INPUTS)
     inputs = json.loads(json.dumps(inputs, default=str))
-    if os.path.isfile(path):
+    if os.path.isfile(path) and _has_progress(stage_dir):
         with open(path) as f:
             old = json.load(f)
         diff = _first_difference(old, inputs)

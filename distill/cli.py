@@ -135,6 +135,7 @@ def _dispatch(args) -> None:
         glue.run_stage("report", cfg, args.output)
     else:
         glue.run_stage(stage, cfg, args.output)
+    glue.save_config(cfg, args.output)
 
 
 def main(argv: list[str] | None = None) -> int:

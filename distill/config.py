@@ -2,7 +2,8 @@
 
 Every field is documented here; `configs/*.yaml` set only what differs. An
 unknown key is an error that suggests the closest valid name. The resolved
-config is saved as `config.yaml` in the run directory.
+config of the last command that finished is saved as `config.yaml` in the run
+directory.
 
     distill run configs/glue/sst2.yaml --output runs/sst2 --set student.alpha=0.5
 """
@@ -17,7 +18,7 @@ import typing
 
 import yaml
 
-from distill import distribute, tasks as tasks_lib, text
+from distill import distribute, records, tasks as tasks_lib, text
 from distill.errors import UserError
 from distill.training import Schedule
 
@@ -302,8 +303,7 @@ def to_dict(cfg: Config) -> dict:
 
 
 def dump(cfg: Config, path: str) -> None:
-    with open(path, "w") as f:
-        yaml.safe_dump(to_dict(cfg), f, sort_keys=False)
+    records.write_text_atomic(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
 def smoke(cfg: Config) -> Config:

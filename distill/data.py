@@ -124,7 +124,8 @@ def _parse_label(value: str, task: tasks_lib.Task, where: str):
         except ValueError:
             raise UserError(f"{where}: label {value!r} is not a number; expected a float score "
                             f"for {task.name}.") from None
-    if task.numeric_tsv_labels and value.isdigit() and int(value) < task.num_outputs:
+    digits = value.isascii() and value.isdigit()  # Not '٠', which Python also calls a digit.
+    if task.numeric_tsv_labels and digits and int(value) < task.num_outputs:
         return int(value)
     if value in task.label_names:
         return task.label_names.index(value)

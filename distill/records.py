@@ -175,6 +175,7 @@ class Writer:
         }
         check_writable(os.path.dirname(os.path.abspath(store)))
         existing = os.path.join(store, MANIFEST)
+        self._corrupt = {}  # file -> the sha256 its bytes no longer match; never merged back.
         if os.path.isfile(existing):
             old = load_manifest(store)
             differs = [k for k in self.manifest if k not in ("shards", "complete")
@@ -184,10 +185,16 @@ class Writer:
                                 f"(field {differs[0]!r}: store has {old.get(differs[0])!r}, "
                                 f"this run has {self.manifest[differs[0]]!r}); use another "
                                 f"output directory.")
-            # Keep what finished shards recorded (their sha256) and go on from there.
+            # Keep the finished shards that are intact and go on from there; a missing
+            # or corrupt one is written again.
             for new, done in zip(self.manifest["shards"], old["shards"]):
-                if "sha256" in done and os.path.isfile(os.path.join(store, done["file"])):
+                path = os.path.join(store, done["file"])
+                if "sha256" not in done:
+                    continue
+                if os.path.isfile(path) and sha256(path) == done["sha256"]:
                     new.update(done)
+                else:
+                    self._corrupt[done["file"]] = done["sha256"]
         remaining = sum(s["records"] for s in self.manifest["shards"] if "sha256" not in s)
         check_writable(store, need_bytes=remaining * bytes_per_record)  # Before writing anything.
         self._update_manifest()
@@ -200,7 +207,8 @@ class Writer:
             if os.path.isfile(path):
                 on_disk = load_manifest(self.store)
                 for mine, theirs in zip(self.manifest["shards"], on_disk.get("shards", [])):
-                    if "sha256" in theirs and "sha256" not in mine and theirs["file"] == mine["file"]:
+                    if ("sha256" in theirs and "sha256" not in mine and theirs["file"] == mine["file"]
+                            and self._corrupt.get(theirs["file"]) != theirs["sha256"]):
                         mine.update(theirs)
             # Everything here derives from the shards, so any worker layout that
             # finishes gives the same manifest, byte for byte.
@@ -245,6 +253,17 @@ class Writer:
         self._update_manifest()
 
 
+def _tfrecord_damage(path: str) -> str:
+    """Where TFRecord's own length and data CRCs first fail in `path`, in words."""
+    count = 0
+    try:
+        for _ in tf.data.TFRecordDataset(path):
+            count += 1
+    except tf.errors.DataLossError as e:
+        return f"TFRecord CRC check fails after {count} intact records: {e.message.splitlines()[0]}"
+    return f"all {count} records pass TFRecord's CRC checks, but the bytes changed"
+
+
 def check(store: str, expect: dict | None = None, verify_checksums: bool = True) -> dict:
     """Returns the manifest of a complete, intact store made for what `expect` says.
 
@@ -283,7 +302,8 @@ def check(store: str, expect: dict | None = None, verify_checksums: bool = True)
             raise UserError(f"Soft-label store {store}: shard {s['file']} is missing.")
         if verify_checksums and sha256(path) != s["sha256"]:
             raise UserError(f"Soft-label store {store}: shard {s['file']} does not match its "
-                            f"sha256 in {MANIFEST}; the file is corrupt.")
+                            f"sha256 in {MANIFEST}; the file is corrupt ({_tfrecord_damage(path)}). "
+                            f"Run `distill label` with the same config again to rewrite it.")
     return manifest
 
 

@@ -58,15 +58,21 @@ def shared_store(cfg: config_lib.Config, shared_dir: str) -> dict:
     cfg = prepare(cfg, shared_dir)
     run_stage("teacher", cfg, shared_dir)
     run_stage("label", cfg, shared_dir)
+    save_config(cfg, shared_dir)
     return shared_settings(cfg, shared_dir)
 
 
 def prepare(cfg: config_lib.Config, run_dir: str) -> config_lib.Config:
-    """Applies `runlocal`, creates the run directory and saves the resolved config in it."""
+    """Applies `runlocal`; creates the run directory, or refuses one that is not writable."""
     cfg = config_lib.smoke(cfg)
     records.check_writable(run_dir)
-    config_lib.dump(cfg, os.path.join(run_dir, "config.yaml"))
     return cfg
+
+
+def save_config(cfg: config_lib.Config, run_dir: str) -> None:
+    """Saves the resolved config as RUN/config.yaml once a command has finished, so that a
+    command refused for bad input leaves the run directory as it was."""
+    config_lib.dump(cfg, os.path.join(run_dir, "config.yaml"))
 
 
 def with_mlm_student(cfg: config_lib.Config, run_dir: str) -> config_lib.Config:
@@ -97,5 +103,7 @@ def run(cfg: config_lib.Config, run_dir: str) -> dict:
             result = run_stage(name, cfg, run_dir)
             results = result if name == "evaluate" else results
         timings[name] = round(time.time() - t0, 1)
+    if chief:
+        save_config(cfg, run_dir)
     print(f"[run] done in {sum(timings.values()):.0f}s ({timings}); see {run_dir}/report.md")
     return results

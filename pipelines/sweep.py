@@ -101,6 +101,7 @@ class DistillTuner(keras_tuner.Tuner):
         t0 = time.time()
         for stage in cfg.student.stages:
             glue.run_stage(stage, cfg, run_dir)
+        glue.save_config(cfg, run_dir)
         heldout = evaluate.score(cfg, run_dir, "student", data.HELDOUT)
         result = {"trial_id": trial.trial_id, "values": trial.hyperparameters.values,
                   "heldout": heldout, "seconds": round(time.time() - t0, 1),
