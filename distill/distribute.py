@@ -30,8 +30,11 @@ STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 _cache: dict = {}
 
 
-def _split_cpu(count: int) -> None:
-    """Makes `count` logical CPU devices; only possible before TensorFlow's first op."""
+def split_cpu(cfg) -> None:
+    """Makes `distribute.cpu_devices` logical CPU devices, if set; call it before any TF op."""
+    count = cfg.distribute.cpu_devices
+    if not count or _cache.get("cpu_devices") == count:
+        return
     cpus = tf.config.list_physical_devices("CPU")  # Listing logical ones would start TF.
     try:
         tf.config.set_logical_device_configuration(
@@ -51,8 +54,7 @@ def strategy(cfg) -> tf.distribute.Strategy:
     key = (dist.strategy, dist.tpu, dist.cpu_devices)
     if key in _cache:
         return _cache[key]
-    if dist.cpu_devices:
-        _split_cpu(dist.cpu_devices)
+    split_cpu(cfg)
     if dist.strategy == "default":
         made = tf.distribute.get_strategy()
     elif dist.strategy == "mirrored":

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import random
 
-from distill import config as config_lib, encoders, text
+from distill import config as config_lib, distribute, encoders, text
 from pipelines import glue
 
 CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
@@ -109,11 +109,11 @@ def assets_complete(root: str) -> bool:
 
 def run(output: str, extra_overrides: list[str] = ()) -> dict:
     assets = os.path.join(output, "assets")
+    cfg = config_lib.load(CONFIG, [*overrides(asset_paths(assets)), *extra_overrides])
+    distribute.split_cpu(cfg)  # Before making the encoders starts TensorFlow.
     if assets_complete(assets):
-        paths = asset_paths(assets)
         print(f"[demo] reusing assets in {assets}")
     else:
         print(f"[demo] writing data, vocab and encoders to {assets}")
-        paths = make_assets(assets)
-    cfg = config_lib.load(CONFIG, [*overrides(paths), *extra_overrides])
+        make_assets(assets)
     return glue.run(cfg, output)
