@@ -52,6 +52,68 @@ def flops_per_token(cfg: encoders.BertConfig, seq: float, backward: bool = False
     return forward * (3 if backward else 1)
 
 
+def peak_rect(m: int, k: int, n: int, repeats: int = 50) -> float:
+    """fp32 matmul FLOP/s at [m x k] x [k x n]: what a student's own shapes can reach."""
+    a, b = tf.random.normal([m, k]), tf.random.normal([k, n])
+    f = tf.function(lambda x, y: tf.matmul(x, y))
+    f(a, b).numpy()
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        out = f(a, b)
+    out.numpy()
+    return 2 * m * k * n * repeats / (time.perf_counter() - t0)
+
+
+def write_store(store: str, source: data.Source) -> None:
+    """A store of `source` with zero logits (reading and training speed do not depend on them)."""
+    writer = records.Writer(store, {"task": "sst2", "task_type": "classification"},
+                            source.total_examples, 2000, 2, regression=False)
+    rows = list(source.get_tfdata().as_numpy_iterator())
+    for k in writer.pending():
+        start, count = writer.slice(k)
+        writer.write_shard(k, ({**r, "logits": np.zeros(2, np.float32)}
+                               for r in rows[start:start + count]))
+
+
+def profile_steps(model, ds, enc, steps: int = 10) -> dict:
+    """Where a training step's time goes: TensorFlow profiler, self time by op type."""
+    from tensorflow.python.profiler.internal import _pywrap_profiler_plugin as plugin
+
+    optimizer = training.adamw(training.Schedule(), 1000)
+    numbers = [{k: v for k, v in b.items() if v.dtype != tf.string}
+               for b in training.batches(ds, enc, 32, shuffle_seed=0).take(steps + 3)]
+
+    @tf.function(reduce_retracing=True)
+    def step(batch):
+        with tf.GradientTape() as tape:
+            logits = model({n: batch[n] for n in encoders.INPUT_NAMES}, training=True)
+            loss, _ = losses.total(logits, batch["logits"], batch["label"])
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+
+    for batch in numbers[:3]:
+        step(batch)
+    logdir = tempfile.mkdtemp(prefix="profile-")
+    tf.profiler.experimental.start(logdir)
+    for batch in numbers[3:]:
+        step(batch)
+    tf.profiler.experimental.stop()
+    xspace = [os.path.join(d, f) for d, _, fs in os.walk(logdir) for f in fs if f.endswith(".xplane.pb")]
+    table, _ = plugin.xspace_to_tools_data(xspace, "framework_op_stats", {})
+    by_type, optimizer_time = {}, 0.0
+    for row in json.loads(table)[0]["rows"]:
+        cells = [c.get("v") for c in row["c"]]
+        op_type, op_name, self_us = cells[2], str(cells[3]), cells[7]
+        if op_type == "IDLE":
+            continue
+        by_type[op_type] = by_type.get(op_type, 0.0) + self_us
+        optimizer_time += self_us if "AdamW" in op_name else 0.0
+    total = sum(by_type.values())
+    top = sorted(by_type.items(), key=lambda kv: -kv[1])[:6]
+    return {"top_op_types_share": {k: round(v / total, 3) for k, v in top},
+            "adamw_update_share": round(optimizer_time / total, 3)}
+
+
 def build_encoder(root: str, name: str, cfg: encoders.BertConfig, vocab: str) -> str:
     path = os.path.join(root, name)
     if not os.path.isdir(path):
@@ -90,6 +152,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--examples", type=int, default=512, help="SST-2 sentences to label")
     parser.add_argument("--train-examples", type=int, default=1024)
+    parser.add_argument("--store-examples", type=int, default=20000, help="records read back")
     parser.add_argument("--memory-lines", type=int, default=2000)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
@@ -116,13 +179,15 @@ def main() -> None:
                           training.batches(source.get_tfdata(), enc, 256)))
     mean_len = real_tokens / args.examples
 
-    fn, _ = models.load(classifier_dir)
+    # 64, not the pipeline's default of 256: with 512 examples, 256 would make a window of
+    # just two batches; 64 gives the eight batches a window of a large D_T is sorted into.
+    batch = 64
 
-    def ours():
+    def ours(fn):
         windows = label.shard_windows(source.get_tfdata(), [(0, args.examples)],
-                                      64 * label.WINDOW_BATCHES)
+                                      batch * label.WINDOW_BATCHES)
         for window in label.encoded_windows(windows, enc):
-            label.bucketed_logits(fn, window, 64)
+            label.bucketed_logits(fn, window, batch)
 
     # The naive way: hub.KerasLayer + model.predict, every example padded to 128, batch 32.
     preprocess = text.WordPiecePreprocessor(vocab)
@@ -134,10 +199,17 @@ def main() -> None:
         padded = preprocess(tf.constant(texts))  # seq_length 128
         naive_model.predict(dict(padded), batch_size=32, verbose=0)
 
-    ours()  # warm up: traces each bucket width once
+    fn, _ = models.load(classifier_dir)
+    ours(fn)  # warm up: traces each bucket width once
     naive_model.predict(dict(preprocess(tf.constant(texts[:32]))), batch_size=32, verbose=0)
-    ours_rate = time_labeling(ours, args.examples)
+    ours_rate = time_labeling(lambda: ours(fn), args.examples)
     naive_rate = time_labeling(naive, args.examples)
+    # precision=bfloat16: oneDNN's rewrite applies to functions loaded while it is on.
+    tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": True})
+    fn_bf16, _ = models.load(classifier_dir)
+    ours(fn_bf16)
+    bf16_rate = time_labeling(lambda: ours(fn_bf16), args.examples)
+    tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": False})
     per_token = flops_per_token(base, mean_len)
     result["labeling"] = {
         "teacher": "L-12 H-768 A-12 (BERT-Base size), TF Hub format", "examples": args.examples,
@@ -146,47 +218,66 @@ def main() -> None:
         "ours_mfu": ours_rate * mean_len * per_token / result["peak_fp32_flops"],
         "naive_examples_per_s": naive_rate, "naive_real_tokens_per_s": naive_rate * mean_len,
         "naive_mfu": naive_rate * mean_len * per_token / result["peak_fp32_flops"],
-        "speedup": ours_rate / naive_rate}
+        "speedup": ours_rate / naive_rate, "batch": batch,
+        "ours_bf16_examples_per_s": bf16_rate,
+        "ours_bf16_mfu_vs_fp32_peak": bf16_rate * mean_len * per_token / result["peak_fp32_flops"]}
 
-    # 3. Training one epoch of two student sizes from a store; 4. store read rate.
+    # 3. Training one epoch of two student sizes from a store, three ways; 4. store read rate.
     store = os.path.join(root, "store")
+    write_store(store, data.get(f"glue_dir:{SHARED}/glue/SST-2", task, "train",
+                                limit=args.store_examples))
     train_source = data.get(f"glue_dir:{SHARED}/glue/SST-2", task, "train",
                             limit=args.train_examples)
-    writer = records.Writer(store, {"task": "sst2", "task_type": "classification"},
-                            train_source.total_examples, 512, 2, regression=False)
-    rows = list(train_source.get_tfdata().as_numpy_iterator())
-    for k in writer.pending():
-        start, count = writer.slice(k)
-        writer.write_shard(k, ({**r, "logits": np.zeros(2, np.float32)} for r in rows[start:start + count]))
+    train_store = os.path.join(root, "train_store")
+    write_store(train_store, train_source)
     result["training"] = {}
+    ways = {"random batches, fp32": (1, False), "ours: sorted windows, fp32": (16, False),
+            "ours: sorted windows, bf16": (16, True)}
     for name, cfg in {"L-4 H-256": encoders.BertConfig(4, 256, 4, 30522),
                       "L-12 H-512": encoders.BertConfig(12, 512, 8, 30522)}.items():
         student = build_encoder(root, name.replace(" ", ""), cfg, vocab)
-        model = models.build(student, 2)
-        ds, _ = records.read(store, verify_checksums=False)
-        schedule = training.Schedule(epochs=1, batch_size=32, learning_rate=1e-4,
-                                     checkpoint_every=10 ** 9)
+        result["training"][name] = {}
+        for way, (window, bf16) in ways.items():
+            # oneDNN's bf16 rewrite applies to functions traced while the option is on.
+            tf.config.optimizer.set_experimental_options(
+                {"auto_mixed_precision_onednn_bfloat16": bf16})
+            model = models.build(student, 2)
+            ds, _ = records.read(train_store, verify_checksums=False)
+            schedule = training.Schedule(epochs=1, batch_size=32, learning_rate=1e-4,
+                                         checkpoint_every=10 ** 9)
 
-        def make(epoch):
-            return training.batches(ds, enc, 32, shuffle_seed=epoch)
+            def make(epoch):
+                return training.batches(ds, enc, 32, shuffle_seed=epoch, sort_window=window)
 
-        def loss_fn(logits, batch):
-            return losses.total(logits, batch["logits"], batch["label"])
+            def loss_fn(logits, batch):
+                return losses.total(logits, batch["logits"], batch["label"])
 
-        summary = training.fit(model, make, train_source.total_examples, loss_fn, schedule,
-                               os.path.join(root, f"train-{name}"))
-        rate = summary["steady_examples_per_s"]  # after the first steps, which trace
-        result["training"][name] = {
-            "examples_per_s": rate, "real_tokens_per_s": rate * mean_len,
-            "mfu": rate * mean_len * flops_per_token(cfg, mean_len, backward=True)
-            / result["peak_fp32_flops"]}
+            summary = training.fit(model, make, train_source.total_examples, loss_fn, schedule,
+                                   os.path.join(root, f"train-{name}-{way}"))
+            rate = summary["steady_examples_per_s"]  # after the first steps, which trace
+            result["training"][name][way] = {
+                "examples_per_s": rate, "real_tokens_per_s": rate * mean_len,
+                "mfu": rate * mean_len * flops_per_token(cfg, mean_len, backward=True)
+                / result["peak_fp32_flops"]}
+        tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": False})
+        # The ceiling at this student's shapes: fp32 matmuls of one batch's tokens.
+        # A layer's matmuls: q, k, v, output ([t x h] x [h x h]) and the two feed-forward ones.
+        t, h, i = 32 * 16, cfg.hidden_size, cfg.intermediate  # 32 examples of ~16 word pieces
+        shapes = [(t, h, h)] * 4 + [(t, h, i), (t, i, h)]
+        flops = [2 * m * k * n for m, k, n in shapes]
+        seconds = [f / peak_rect(*shape) for f, shape in zip(flops, shapes)]
+        result["training"][name]["matmul_ceiling_flops"] = sum(flops) / sum(seconds)
+        if name == "L-4 H-256":
+            result["training"][name]["profile"] = profile_steps(model, ds, enc)
+
     t0 = time.perf_counter()
     n = sum(int(b["input_mask"].shape[0]) for b in training.batches(
         records.read(store, verify_checksums=False)[0], enc, 32, shuffle_seed=0))
     read_rate = n / (time.perf_counter() - t0)
-    consume = max(v["examples_per_s"] for v in result["training"].values())
-    result["store"] = {"read_examples_per_s": read_rate, "fastest_training_examples_per_s": consume,
-                       "ratio": read_rate / consume}
+    consume = max(w["examples_per_s"] for v in result["training"].values()
+                  for k, w in v.items() if k.startswith("ours"))
+    result["store"] = {"records": n, "read_examples_per_s": read_rate,
+                       "fastest_training_examples_per_s": consume, "ratio": read_rate / consume}
 
     # 5. Peak memory labeling 1x and 10x the data (fresh processes, same small teacher).
     small = build_encoder(root, "small", encoders.BertConfig(2, 128, 2, 30522), vocab)
@@ -212,11 +303,15 @@ def main() -> None:
 | measure | value |
 |---|---|
 | peak matmul fp32 / bf16 | {result['peak_fp32_flops'] / 1e9:.0f} / {result['peak_bf16_flops'] / 1e9:.0f} GFLOP/s |
-| labeling, ours (BERT-Base size) | {lab['ours_examples_per_s']:.1f} ex/s, {lab['ours_real_tokens_per_s']:.0f} tok/s, MFU {lab['ours_mfu']:.1%} |
+| labeling, ours (BERT-Base size, batch {lab['batch']}) | {lab['ours_examples_per_s']:.1f} ex/s, {lab['ours_real_tokens_per_s']:.0f} tok/s, MFU {lab['ours_mfu']:.1%} |
+| labeling, ours, precision=bfloat16 | {lab['ours_bf16_examples_per_s']:.1f} ex/s, MFU vs fp32 peak {lab['ours_bf16_mfu_vs_fp32_peak']:.1%} |
 | labeling, naive (predict, pad 128, batch 32) | {lab['naive_examples_per_s']:.1f} ex/s, {lab['naive_real_tokens_per_s']:.0f} tok/s, MFU {lab['naive_mfu']:.1%} |
 | labeling speed-up | {lab['speedup']:.1f}x |""" + "".join(f"""
-| training {k} | {v['examples_per_s']:.1f} ex/s, {v['real_tokens_per_s']:.0f} tok/s, MFU {v['mfu']:.1%} |"""
-                                            for k, v in tr.items()) + f"""
+| training {k}, {w} | {v['examples_per_s']:.1f} ex/s, {v['real_tokens_per_s']:.0f} tok/s, MFU {v['mfu']:.1%} |"""
+                                            for k, ways in tr.items() for w, v in ways.items()
+                                            if isinstance(v, dict) and "mfu" in v) + "".join(f"""
+| fp32 matmul ceiling at {k}'s shapes (512 tokens) | {ways['matmul_ceiling_flops'] / 1e9:.0f} GFLOP/s |"""
+                                            for k, ways in tr.items()) + f"""
 | store read vs training | {st['read_examples_per_s']:.0f} vs {st['fastest_training_examples_per_s']:.1f} ex/s ({st['ratio']:.0f}x) |
 | peak RSS labeling 1x / 10x | {mem['1x'] / 1024:.0f} / {mem['10x'] / 1024:.0f} MiB ({mem['ratio']:.2f}x) |""")
 

@@ -110,7 +110,7 @@ def _dispatch(args) -> None:
               f"{args.output}/encoder, {args.output}/preprocessor")
         return
     cfg = config_lib.load(args.config, args.overrides)
-    distribute.split_cpu(cfg)  # Before anything starts TensorFlow.
+    distribute.configure(cfg)  # Before anything starts TensorFlow.
     if args.command == "run":
         glue.run(cfg, args.output)
         return

@@ -142,6 +142,9 @@ class Config:
     # tf.config.experimental.enable_op_determinism() and fixed seeds: a rerun, or a run
     # resumed after a crash, ends with the same weights as an uninterrupted one (slower).
     deterministic: bool = False
+    # "bfloat16": oneDNN's graph rewrite runs matmuls and other safe ops in bfloat16 on CPUs
+    # that have it (AVX512-BF16, AMX); variables and losses stay float32.
+    precision: str = "float32"
     distribute: DistributeConfig = dataclasses.field(default_factory=DistributeConfig)
     sweep: SweepConfig = dataclasses.field(default_factory=SweepConfig)
     grid: GridConfig = dataclasses.field(default_factory=GridConfig)
@@ -275,6 +278,8 @@ def validate(cfg: Config) -> None:
     if cfg.distribute.strategy not in distribute.STRATEGIES:
         raise UserError(f"distribute.strategy: expected one of {list(distribute.STRATEGIES)}; "
                         f"received {cfg.distribute.strategy!r}.")
+    if cfg.precision not in ("float32", "bfloat16"):
+        raise UserError(f"precision: expected 'float32' or 'bfloat16'; received {cfg.precision!r}.")
     if cfg.distribute.cpu_devices < 0:
         raise UserError(f"distribute.cpu_devices: expected >= 0; received "
                         f"{cfg.distribute.cpu_devices}.")

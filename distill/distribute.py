@@ -30,7 +30,7 @@ STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 _cache: dict = {}
 
 
-def split_cpu(cfg) -> None:
+def _split_cpu(cfg) -> None:
     """Makes `distribute.cpu_devices` logical CPU devices, if set; call it before any TF op."""
     count = cfg.distribute.cpu_devices
     if not count or _cache.get("cpu_devices") == count:
@@ -45,16 +45,37 @@ def split_cpu(cfg) -> None:
                         f"line.") from e
 
 
-def strategy(cfg) -> tf.distribute.Strategy:
-    """The strategy `cfg.distribute` names, created once per process; applies `deterministic`."""
-    if cfg.deterministic:  # Idempotent; a process cannot turn it off again.
+def _set_precision(precision: str) -> None:
+    """bfloat16 through oneDNN's automatic mixed-precision graph rewrite (CPUs only).
+
+    A TF Hub encoder is a SavedModel whose ops carry their dtypes, so Keras'
+    mixed-precision policy cannot reach inside it; a graph rewrite can.
+    """
+    if precision == "bfloat16":
+        if tf.config.list_physical_devices("GPU"):
+            raise UserError("precision = 'bfloat16' uses oneDNN's bfloat16 graph rewrite, which "
+                            "runs on CPUs; on GPUs, use precision = 'float32'.")
+        tf.config.optimizer.set_experimental_options(
+            {"auto_mixed_precision_onednn_bfloat16": True})
+
+
+def configure(cfg) -> None:
+    """Process-wide settings: CPU devices, `deterministic`, `precision`. Call it before any
+    TensorFlow op; calling it again is harmless."""
+    _split_cpu(cfg)
+    if cfg.deterministic:  # A process cannot turn it off again.
         keras.utils.set_random_seed(cfg.seed)  # Python, NumPy and TensorFlow seeds.
         tf.config.experimental.enable_op_determinism()
+    _set_precision(cfg.precision)
+
+
+def strategy(cfg) -> tf.distribute.Strategy:
+    """The strategy `cfg.distribute` names, created once per process (after `configure`)."""
+    configure(cfg)
     dist = cfg.distribute
     key = (dist.strategy, dist.tpu, dist.cpu_devices)
     if key in _cache:
         return _cache[key]
-    split_cpu(cfg)
     if dist.strategy == "default":
         made = tf.distribute.get_strategy()
     elif dist.strategy == "mirrored":

@@ -332,5 +332,7 @@ def read(store: str, expect: dict | None = None, verify_checksums: bool = True,
     ds = tf.data.Dataset.from_tensor_slices(files).interleave(
         tf.data.TFRecordDataset, cycle_length=min(parallel_reads, len(files)),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.map(lambda r: tf.io.parse_single_example(r, spec),
-                  num_parallel_calls=tf.data.AUTOTUNE), manifest
+    # Parsing 256 records at a time is several times faster than one by one.
+    parsed = ds.batch(256).map(lambda r: tf.io.parse_example(r, spec),
+                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return parsed.unbatch(), manifest

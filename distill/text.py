@@ -159,14 +159,16 @@ class Encoder:
         self.pair = pair
         check_seq_length(seq_length, pair)
 
-    def __call__(self, features: dict, full_length: bool = False) -> dict:
-        """Encodes a batch; `full_length` pads to `seq_length` (fixed shapes, for TPUs)."""
+    def __call__(self, features: dict, full_length: bool = False, multiple: int = 1) -> dict:
+        """Encodes a batch, padded to its longest rounded up to `multiple` (fewer distinct
+        shapes to trace or compile), or with `full_length` to `seq_length` (TPUs)."""
         fields = ["text_a", "text_b"] if self.pair else ["text_a"]
         segments = [self.preprocessor.tokenize(features[f]) for f in fields]
         packed = self.preprocessor.bert_pack_inputs(
             segments, seq_length=tf.constant(self.seq_length, tf.int32))
+        longest = tf.reduce_max(tf.reduce_sum(packed["input_mask"], axis=1))
         longest = (self.seq_length if full_length else
-                   tf.reduce_max(tf.reduce_sum(packed["input_mask"], axis=1)))
+                   tf.minimum(self.seq_length, -(-longest // multiple) * multiple))
         out = {k: v for k, v in features.items() if k not in ("text_a", "text_b")}
         out.update({k: tf.cast(v[:, :longest], tf.int32) for k, v in packed.items()})
         return out

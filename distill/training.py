@@ -33,6 +33,7 @@ class Schedule:
     weight_decay: float = 0.01
     dropout: float = 0.1
     checkpoint_every: int = 500  # Steps; a checkpoint is also written after each epoch.
+    jit_compile: bool = False  # Compile each training step with XLA (one compilation per shape).
 
 
 class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
@@ -60,16 +61,37 @@ def adamw(schedule: Schedule, total_steps: int) -> keras.optimizers.Optimizer:
     return opt
 
 
+SORT_WINDOW_BATCHES = 16  # Training batches are drawn from length-sorted windows of 16 batches.
+
+
+def _sorted_by_length(window: dict) -> dict:
+    """A window of examples reordered by text length (bytes: a cheap proxy for word pieces)."""
+    length = tf.strings.length(window["text_a"]) + tf.strings.length(window["text_b"])
+    order = tf.argsort(length, stable=True)
+    return {k: tf.gather(v, order) for k, v in window.items()}
+
+
 def batches(dataset: tf.data.Dataset, encoder: text_lib.Encoder, batch_size: int,
-            shuffle_seed: int | None = None, buffer: int = 10_000) -> tf.data.Dataset:
-    """Examples -> shuffled (if seeded), batched, tokenized batches, padded per batch."""
+            shuffle_seed: int | None = None, buffer: int = 10_000,
+            sort_window: int = SORT_WINDOW_BATCHES) -> tf.data.Dataset:
+    """Examples -> shuffled (if seeded), batched, tokenized batches, padded per batch.
+
+    Shuffled batches come from windows of `sort_window` batches sorted by
+    length, in shuffled order (1: plain random batches): a batch then pads to little more than its own
+    examples' length instead of the longest of a random draw. The number of
+    batches stays ceil(examples / batch_size), and the order depends only on the
+    seed, so a resumed run skips exactly the batches it had done.
+    """
     if shuffle_seed is not None:
-        # A fixed seed per call (epoch) makes the order reproducible for resume.
         dataset = dataset.shuffle(buffer, seed=shuffle_seed, reshuffle_each_iteration=False)
-    dataset = dataset.batch(batch_size)
-    if isinstance(tf.distribute.get_strategy(), tf.distribute.TPUStrategy):
-        encoder = functools.partial(encoder, full_length=True)  # XLA compiles once per shape.
-    dataset = dataset.map(encoder, num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = (dataset.batch(batch_size * sort_window).map(_sorted_by_length)
+                   .unbatch().batch(batch_size)
+                   .shuffle(sort_window, seed=shuffle_seed, reshuffle_each_iteration=False))
+    else:
+        dataset = dataset.batch(batch_size)
+    full = isinstance(tf.distribute.get_strategy(), tf.distribute.TPUStrategy)  # Fixed shapes.
+    encode = functools.partial(encoder, full_length=full, multiple=8)
+    dataset = dataset.map(encode, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
@@ -120,9 +142,14 @@ def fit(model: keras.Model, make_dataset: Callable[[int], tf.data.Dataset],
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return loss, {k: tf.where(size > 0, v, 0.0) * share for k, v in parts.items()}
 
+    compiled = tf.function(replica_step, jit_compile=True) if schedule.jit_compile else replica_step
+
+    def numbers_only(batch):  # Strings (ids, raw text) are no arguments for XLA.
+        return compiled({k: v for k, v in batch.items() if v.dtype != tf.string})
+
     @tf.function(reduce_retracing=True)
     def train_step(batch):
-        loss, parts = strategy.run(replica_step, args=(batch,))
+        loss, parts = strategy.run(numbers_only, args=(batch,))
         return (strategy.reduce("SUM", loss, axis=None),
                 {k: strategy.reduce("SUM", v, axis=None) for k, v in parts.items()})
 
@@ -144,7 +171,9 @@ def fit(model: keras.Model, make_dataset: Callable[[int], tf.data.Dataset],
     # under a strategy).
     start = done = int(step.numpy())
     t0 = time.time()
-    warm_steps, t_warm = 5, None  # The first steps trace; the steady rate starts after them.
+    # The first steps trace; the steady rate runs from their end to the last step's (not
+    # counting the final checkpoint).
+    warm_steps, t_warm, t_last = 5, None, None
     loss = None
     with (distribute.writes_to(checkpoints) as directory, writer.as_default(),
           tqdm(total=total, initial=start, desc=desc, unit="step", dynamic_ncols=True,
@@ -160,6 +189,7 @@ def fit(model: keras.Model, make_dataset: Callable[[int], tf.data.Dataset],
             before = done
             for batch in epoch_batches(epoch, done_in_epoch):
                 loss, parts = train_step(batch)
+                t_last = time.time()
                 done += 1
                 step.assign(done)
                 bar.update(1)
@@ -182,6 +212,6 @@ def fit(model: keras.Model, make_dataset: Callable[[int], tf.data.Dataset],
     end = time.time()
     steady = None
     if t_warm is not None and total - start > warm_steps:
-        steady = (total - start - warm_steps) * schedule.batch_size / (end - t_warm)
+        steady = (total - start - warm_steps) * schedule.batch_size / (t_last - t_warm)
     return {"steps": total, "steps_this_run": total - start, "seconds": round(end - t0, 2),
             "steady_examples_per_s": steady, "final_loss": None if loss is None else float(loss)}

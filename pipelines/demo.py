@@ -110,7 +110,7 @@ def assets_complete(root: str) -> bool:
 def run(output: str, extra_overrides: list[str] = ()) -> dict:
     assets = os.path.join(output, "assets")
     cfg = config_lib.load(CONFIG, [*overrides(asset_paths(assets)), *extra_overrides])
-    distribute.split_cpu(cfg)  # Before making the encoders starts TensorFlow.
+    distribute.configure(cfg)  # Before making the encoders starts TensorFlow.
     if assets_complete(assets):
         print(f"[demo] reusing assets in {assets}")
     else:

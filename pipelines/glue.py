@@ -34,6 +34,7 @@ def run_stage(name: str, cfg: config_lib.Config, run_dir: str, **kwargs):
     Under `multi_worker`, labeling needs no collectives: each worker labels its
     own shards (`distribute.label_worker`) outside the strategy.
     """
+    distribute.configure(cfg)
     strategy = cfg.distribute.strategy
     if name in TRAINING or (name == "label" and strategy in ("mirrored", "tpu")):
         strat = distribute.strategy(cfg)

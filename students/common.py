@@ -19,8 +19,8 @@ def inputs_for(cfg: config_lib.Config, stage: str, upstream: dict) -> dict:
     keep = ("encoder", "preprocessor", "lower_case", "seq_length", "init", stage)
     if stage == "distill":
         keep += ("loss", "temperature", "alpha")
-    return {"task": cfg.task, "seed": cfg.seed, "stage": stage, "upstream": upstream,
-            "student": {k: student[k] for k in keep}}
+    return {"task": cfg.task, "seed": cfg.seed, "precision": cfg.precision, "stage": stage,
+            "upstream": upstream, "student": {k: student[k] for k in keep}}
 
 
 def save(model, directory: str, meta: dict) -> None:

@@ -17,7 +17,8 @@ def model_path(cfg: config_lib.Config, run_dir: str) -> str:
 def run(cfg: config_lib.Config, run_dir: str) -> dict:
     stage_dir = os.path.join(run_dir, "teacher")
     task = tasks.get(cfg.task)
-    inputs = {"task": task.name, "seed": cfg.seed, "teacher": config_lib.to_dict(cfg)["teacher"],
+    inputs = {"task": task.name, "seed": cfg.seed, "precision": cfg.precision,
+              "teacher": config_lib.to_dict(cfg)["teacher"],
               "data": {"labeled": cfg.data.labeled, "max_train_examples": cfg.data.max_train_examples,
                        "validation_fraction": cfg.data.validation_fraction,
                        "validation_seed": cfg.data.validation_seed}}

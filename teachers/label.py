@@ -105,6 +105,7 @@ def producer(cfg: config_lib.Config, run_dir: str, source: data.Source) -> dict:
                     "fingerprint": teacher["fingerprint"]},
         "preprocessor": {**text.fingerprint(cfg.teacher.preprocessor, cfg.teacher.lower_case),
                          "seq_length": cfg.teacher.seq_length},
+        "precision": cfg.precision,
         "source": {"labeled": cfg.data.labeled, "transfer": list(cfg.data.transfer),
                    "max_transfer_examples": cfg.data.max_transfer_examples,
                    "validation_fraction": cfg.data.validation_fraction,

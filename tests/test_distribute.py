@@ -58,7 +58,7 @@ def no_dropout_student(small_task, tmp_path_factory):
 
 
 @pytest.mark.large
-def test_mirrored_over_two_cpus_gives_the_loss_curve_of_one(small_task, no_dropout_student, tmp_path):
+def test_mirrored_and_bfloat16_give_the_loss_curve_of_one_device(small_task, no_dropout_student, tmp_path):
     sets = small_task["sets"] + TRAIN + ["--set", f"student.encoder={no_dropout_student}"]
     distill_cli("run", "configs/demo.yaml", "--output", str(tmp_path / "one"), *sets)
     two = distill_cli("run", "configs/demo.yaml", "--output", str(tmp_path / "two"), *sets,
@@ -73,6 +73,14 @@ def test_mirrored_over_two_cpus_gives_the_loss_curve_of_one(small_task, no_dropo
     np.testing.assert_allclose([two_curve[s] for s in sorted(two_curve)],
                                [one_curve[s] for s in sorted(one_curve)], rtol=1e-3)
     assert one_curve[min(one_curve)] != one_curve[max(one_curve)]  # It did learn something.
+
+    # bfloat16 (oneDNN's graph rewrite): the same curve, to bfloat16's precision.
+    bf16 = distill_cli("run", "configs/demo.yaml", "--output", str(tmp_path / "bf16"), *sets,
+                       "--set", "precision=bfloat16")
+    assert "Traceback" not in bf16.stderr
+    bf16_curve = loss_curve(str(tmp_path / "bf16" / "student" / "distill"))
+    np.testing.assert_allclose([bf16_curve[s] for s in sorted(bf16_curve)],
+                               [one_curve[s] for s in sorted(one_curve)], rtol=0.05)
 
 
 def free_ports(n):

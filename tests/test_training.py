@@ -82,3 +82,40 @@ def test_resume_after_a_crash_ends_with_the_same_weights(tmp_path):
     assert summary["steps"] == 36 and summary["steps_this_run"] == 36 - 20
     for a, b in zip(straight.weights, resumed.weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_shuffled_batches_come_from_length_sorted_windows(vocab_file):
+    from distill import text
+
+    words = ["good", "bad", "movie", "very", "not", "the"]
+    rng = np.random.default_rng(1)
+    texts = [" ".join(rng.choice(words, size=rng.integers(1, 40))) for _ in range(1000)]
+    ds = tf.data.Dataset.from_tensor_slices({"text_a": texts, "text_b": [""] * 1000,
+                                             "label": np.arange(1000)})
+    encoder = text.Encoder(text.load(vocab_file), 64)
+
+    def epoch(seed):
+        return list(training.batches(ds, encoder, 16, shuffle_seed=seed).as_numpy_iterator())
+
+    batches = epoch(3)
+    assert len(batches) == training.steps_per_epoch(1000, 16) == 63
+    assert sorted(np.concatenate([b["label"] for b in batches])) == list(range(1000))
+    assert all(b["input_word_ids"].shape[1] % 8 == 0 for b in batches)
+    again = epoch(3)
+    assert all((a["label"] == b["label"]).all() for a, b in zip(batches, again))  # For resume.
+    padded = sum(b["input_mask"].size for b in batches)
+    real = sum(int(b["input_mask"].sum()) for b in batches)
+    unsorted = ds.shuffle(10_000, seed=3).batch(16).map(encoder)
+    padded_unsorted = sum(int(tf.size(b["input_mask"])) for b in unsorted)
+    assert padded < 0.7 * padded_unsorted and padded < 1.3 * real
+
+
+def test_xla_compiled_steps_train_like_plain_ones(tmp_path):
+    schedule = training.Schedule(epochs=1, batch_size=8, learning_rate=0.05, checkpoint_every=100)
+    plain = _model()
+    training.fit(plain, _make_dataset(), 96, _loss, schedule, str(tmp_path / "plain"))
+    compiled = _model()
+    schedule.jit_compile = True
+    training.fit(compiled, _make_dataset(), 96, _loss, schedule, str(tmp_path / "xla"))
+    for a, b in zip(plain.weights, compiled.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
