@@ -43,6 +43,7 @@ def _split_cpu(cfg) -> None:
         raise UserError(f"distribute.cpu_devices = {count}: TensorFlow had already started in "
                         f"this process; set it in the config or with --set on the command "
                         f"line.") from e
+    _cache["cpu_devices"] = count
 
 
 def _set_precision(precision: str) -> None:

@@ -20,7 +20,8 @@ def train_on_labels(model: keras.Model, task: tasks_lib.Task, source: data.Sourc
 
     def make_dataset(epoch):
         return training.batches(source.get_tfdata(), encoder, schedule.batch_size,
-                                shuffle_seed=seed * 1000 + epoch)
+                                shuffle_seed=seed * 1000 + epoch,
+                                sort_window=schedule.sort_window)
 
     def loss_fn(logits, batch):
         loss = tf.reduce_mean(losses.hard(tf.cast(logits, tf.float32), batch["label"],

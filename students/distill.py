@@ -39,7 +39,8 @@ def run(cfg: config_lib.Config, run_dir: str) -> dict:
 
     def make_dataset(epoch):
         return training.batches(dataset, encoder, schedule.batch_size,
-                                shuffle_seed=cfg.seed * 1000 + epoch)
+                                shuffle_seed=cfg.seed * 1000 + epoch,
+                                sort_window=schedule.sort_window)
 
     def loss_fn(logits, batch):
         return losses.total(logits, batch["logits"], batch["label"], loss=cfg.student.loss,

@@ -95,7 +95,8 @@ def test_shuffled_batches_come_from_length_sorted_windows(vocab_file):
     encoder = text.Encoder(text.load(vocab_file), 64)
 
     def epoch(seed):
-        return list(training.batches(ds, encoder, 16, shuffle_seed=seed).as_numpy_iterator())
+        return list(training.batches(ds, encoder, 16, shuffle_seed=seed, sort_window=16)
+                    .as_numpy_iterator())
 
     batches = epoch(3)
     assert len(batches) == training.steps_per_epoch(1000, 16) == 63
