@@ -99,6 +99,11 @@ def batches(dataset: tf.data.Dataset, encoder: text_lib.Encoder, batch_size: int
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
+def _numbers(batch: dict) -> dict:
+    """A batch without its strings (ids, raw text): no accelerator and no XLA step takes them."""
+    return {k: v for k, v in batch.items() if v.dtype != tf.string}
+
+
 def steps_per_epoch(examples: int, batch_size: int) -> int:
     return max(1, -(-examples // batch_size))
 
@@ -148,8 +153,8 @@ def fit(model: keras.Model, make_dataset: Callable[[int], tf.data.Dataset],
 
     compiled = tf.function(replica_step, jit_compile=True) if schedule.jit_compile else replica_step
 
-    def numbers_only(batch):  # Strings (ids, raw text) are no arguments for XLA.
-        return compiled({k: v for k, v in batch.items() if v.dtype != tf.string})
+    def numbers_only(batch):
+        return compiled(_numbers(batch))
 
     @tf.function(reduce_retracing=True)
     def train_step(batch):
@@ -161,9 +166,8 @@ def fit(model: keras.Model, make_dataset: Callable[[int], tf.data.Dataset],
         dataset = make_dataset(epoch).skip(skip)
         if not tf.distribute.has_strategy():
             return dataset
-        # Replicas get numbers only (strings cannot go to accelerators), and each
-        # worker takes its part of every global batch.
-        dataset = dataset.map(lambda b: {k: v for k, v in b.items() if v.dtype != tf.string})
+        # Each worker takes its part of every global batch.
+        dataset = dataset.map(_numbers)
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         return strategy.experimental_distribute_dataset(dataset.with_options(options))

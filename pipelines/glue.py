@@ -22,10 +22,11 @@ STAGES = {
     "finetune": student_finetune.run,
     "evaluate": evaluate.run,
     "report": report.run,
+    "mlm": mlm.run,
 }
 
 
-TRAINING = ("teacher", "distill", "finetune")  # Stages that train under the strategy.
+TRAINING = ("teacher", "mlm", "distill", "finetune")  # Stages that train under the strategy.
 
 
 def run_stage(name: str, cfg: config_lib.Config, run_dir: str, **kwargs):
@@ -80,8 +81,7 @@ def with_mlm_student(cfg: config_lib.Config, run_dir: str) -> config_lib.Config:
     """Runs the MLM stage when `student.mlm.data` is set; the student is then its result."""
     if not cfg.student.mlm.data:
         return cfg
-    with distribute.strategy(cfg).scope():
-        mlm.run(cfg, run_dir)
+    run_stage("mlm", cfg, run_dir)
     student = dataclasses.replace(cfg.student, encoder=mlm.encoder_path(run_dir))
     return dataclasses.replace(cfg, student=student)
 
