@@ -21,7 +21,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from distill import config as config_lib, convert, records  # noqa: E402
+from distill import config as config_lib, convert, rundir, store as store_lib  # noqa: E402
 from pipelines import glue  # noqa: E402
 
 SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared",
@@ -86,7 +86,7 @@ def main() -> None:
     base = os.path.join(out, "base")
     cfg = config_lib.load(None, overrides + [f"student.encoder={enc}/L{mode['layers'][0]}/encoder"])
     shared = [f"{k}={v}" for k, v in glue.shared_store(cfg, base).items()]
-    store = records.load_manifest(f"{base}/soft_labels")
+    store = store_lib.load_manifest(rundir.RunDir(base).store)
 
     results = {"mode": "quick" if args.quick else "full", "seed": args.seed, "students": {}}
     for k in mode["layers"]:
@@ -99,8 +99,8 @@ def main() -> None:
             metrics = glue.run(cfg, run_dir)
             results["teacher"] = metrics["teacher"]["validation"]
             results["students"].setdefault(f"L{k}", {})[way] = metrics["student"]["validation"]
-            with open(os.path.join(run_dir, "student", stages[-1], "done.json")) as f:
-                results["students"][f"L{k}"]["params"] = json.load(f)["summary"]["params"]
+            paths = rundir.RunDir(run_dir, cfg)
+            results["students"][f"L{k}"]["params"] = paths.summary(paths.final_stage)["params"]
     results["transfer_examples"] = store["examples"]
     results["wall_seconds"] = round(time.time() - t0, 1)
     with open(os.path.join(out, "results.json"), "w") as f:

@@ -25,9 +25,10 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_hub as hub  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
-from distill import data, encoders, losses, models, records, tasks, text, training  # noqa: E402
+from distill import data, encoders, losses, models, store as store_lib, tasks, text, training  # noqa: E402
 from teachers import label  # noqa: E402
 
+KD = {"loss": "soft_ce", "temperature": 1.0, "alpha": 0.0, "regression": False}  # The defaults.
 SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared",
                       "data")
 
@@ -66,7 +67,7 @@ def peak_rect(m: int, k: int, n: int, repeats: int = 50) -> float:
 
 def write_store(store: str, source: data.Source) -> None:
     """A store of `source` with zero logits (reading and training speed do not depend on them)."""
-    writer = records.Writer(store, {"task": "sst2", "task_type": "classification"},
+    writer = store_lib.Writer(store, {"task": "sst2", "task_type": "classification"},
                             source.total_examples, 2000, 2, regression=False)
     rows = list(source.get_tfdata().as_numpy_iterator())
     for k in writer.pending():
@@ -87,7 +88,7 @@ def profile_steps(model, ds, enc, steps: int = 10) -> dict:
     def step(batch):
         with tf.GradientTape() as tape:
             logits = model({n: batch[n] for n in encoders.INPUT_NAMES}, training=True)
-            loss, _ = losses.total(logits, batch["logits"], batch["label"])
+            loss, _ = losses.total(logits, batch["logits"], batch["label"], **KD)
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
 
@@ -152,7 +153,7 @@ def peak_memory(root: str, vocab: str, lines_1x: int, factors) -> dict:
     """Peak RSS (KiB) of fresh processes labeling `factor` x `lines_1x` AG News lines each."""
     small = build_encoder(root, "small", encoders.BertConfig(2, 128, 2, 30522), vocab)
     small_classifier = os.path.join(root, "small_teacher")
-    models.export(models.build(small, 2), small_classifier, {"task": "sst2"})
+    models.export(models.build(small, 2, dropout=0.1), small_classifier, {"task": "sst2"})
     agnews = open(os.path.join(SHARED, "unlabeled", "agnews.txt"), encoding="utf-8").read().splitlines()
     rss = {}
     for factor in factors:
@@ -193,10 +194,10 @@ def main() -> None:
     base = encoders.BertConfig(num_layers=12, hidden_size=768, num_heads=12, vocab_size=30522)
     encoder = build_encoder(root, "bert_base", base, vocab)
     classifier_dir = os.path.join(root, "teacher")
-    models.export(models.build(encoder, 2), classifier_dir, {"task": "sst2"})
+    models.export(models.build(encoder, 2, dropout=0.1), classifier_dir, {"task": "sst2"})
     source = data.get(f"glue_dir:{SHARED}/glue/SST-2", task, "train", limit=args.examples)
     pre = text.load(vocab)
-    enc = text.Encoder(pre, 128)
+    enc = text.Packer(pre, 128)
     real_tokens = int(sum(int(b["input_mask"].numpy().sum()) for b in
                           training.batches(source.get_tfdata(), enc, 256)))
     mean_len = real_tokens / args.examples
@@ -263,8 +264,8 @@ def main() -> None:
             # oneDNN's bf16 rewrite applies to functions traced while the option is on.
             tf.config.optimizer.set_experimental_options(
                 {"auto_mixed_precision_onednn_bfloat16": bf16})
-            model = models.build(student, 2)
-            ds, _ = records.read(train_store, verify_checksums=False)
+            model = models.build(student, 2, dropout=0.1)
+            ds, _ = store_lib.read(train_store, verify_checksums=False)
             schedule = training.Schedule(epochs=1, batch_size=32, learning_rate=1e-4,
                                          checkpoint_every=10 ** 9)
 
@@ -272,7 +273,7 @@ def main() -> None:
                 return training.batches(ds, enc, 32, shuffle_seed=epoch, sort_window=window)
 
             def loss_fn(logits, batch):
-                return losses.total(logits, batch["logits"], batch["label"])
+                return losses.total(logits, batch["logits"], batch["label"], **KD)
 
             summary = training.fit(model, make, train_source.total_examples, loss_fn, schedule,
                                    os.path.join(root, f"train-{name}-{way}"))
@@ -294,7 +295,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     n = sum(int(b["input_mask"].shape[0]) for b in training.batches(
-        records.read(store, verify_checksums=False)[0], enc, 32, shuffle_seed=0))
+        store_lib.read(store, verify_checksums=False)[0], enc, 32, shuffle_seed=0))
     read_rate = n / (time.perf_counter() - t0)
     consume = max(w["examples_per_s"] for v in result["training"].values()
                   for k, w in v.items() if k.startswith("ours"))

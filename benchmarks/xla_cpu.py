@@ -28,7 +28,7 @@ def main() -> None:
         f.write("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
                           + [f"w{i}" for i in range(30517)]) + "\n")
     cfg = encoders.BertConfig(4, 256, 4, 30522)
-    model = models.build(encoders.export_random(os.path.join(root, "encoder"), cfg, vocab), 2)
+    model = models.build(encoders.export_random(os.path.join(root, "encoder"), cfg, vocab), 2, dropout=0.1)
     ids = tf.random.stateless_uniform([32, 16], [0, 1], 5, 30522, tf.int32)
     batch = {"input_word_ids": ids, "input_mask": tf.ones_like(ids),
              "input_type_ids": tf.zeros_like(ids), "logits": tf.zeros([32, 2]),
@@ -37,7 +37,8 @@ def main() -> None:
     def grads(b):
         with tf.GradientTape() as tape:
             logits = model({n: b[n] for n in encoders.INPUT_NAMES}, training=True)
-            loss, _ = losses.total(logits, b["logits"], b["label"])
+            loss, _ = losses.total(logits, b["logits"], b["label"], loss="soft_ce", temperature=1.0,
+                                    alpha=0.0, regression=False)
         return tape.gradient(loss, model.trainable_variables)
 
     result = {}

@@ -5,7 +5,7 @@ unknown key is an error that suggests the closest valid name. The resolved
 config of the last command that finished is saved as `config.yaml` in the run
 directory.
 
-    distill run configs/glue/sst2.yaml --output runs/sst2 --set student.alpha=0.5
+    distill run configs/glue/sst2.yaml --output runs/sst2 --set student.distill.alpha=0.5
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import typing
 
 import yaml
 
-from distill import distribute, records, tasks as tasks_lib, text
+from distill import distribute, losses, rundir, tasks as tasks_lib, text, transfer
 from distill.errors import UserError
 from distill.training import Schedule
 
@@ -32,19 +32,23 @@ STAGES = ("distill", "finetune")
 @dataclasses.dataclass
 class DataConfig:
     labeled: str = "tfds"  # Labeled data D_L: "tfds[:DATA_DIR]" or "glue_dir:PATH".
-    # Transfer data D_T, read in this order: "labeled:SPLIT" (D_L's split, gold
-    # labels kept in the store but not needed) or "text:PATH" (one text per line).
+    # Transfer data D_T, read in this order: "labeled:train" (D_L's text, gold labels kept),
+    # "text:PATH", "tfds:NAME:SPLIT:FIELDS", "recipe:nli_star" or "recipe:movie_reviews_star",
+    # or a mapping {source, sample, max_examples, seed, sentences}: see distill/transfer.py.
     transfer: list = dataclasses.field(default_factory=lambda: ["labeled:train"])
     max_train_examples: typing.Optional[int] = None  # Keep the first N of D_L's train split.
     max_transfer_examples: typing.Optional[int] = None  # Keep the first N of each transfer entry.
     max_eval_examples: typing.Optional[int] = None  # Keep the first N of each dev/test split.
-    # Reuse a complete soft-label store (e.g. another run's RUN/soft_labels) instead of
+    # Reuse a complete soft-label store (e.g. another run's RUN/store) instead of
     # labeling: a sweep of many students costs one teacher pass.
-    soft_labels: typing.Optional[str] = None
-    # Carve a validation split out of D_L's train split (seeded, fixed): teacher and
+    store: typing.Optional[str] = None
+    # Drop transfer examples whose text occurs in the task's dev or test sets, and refuse
+    # those sets as transfer data (distill/transfer.py). false: the report says so.
+    contamination_guard: bool = True
+    # Carve a heldout split out of D_L's train split (seeded, fixed): teacher and
     # students then train on the rest, and sweeps select on it, never on dev.
-    validation_fraction: float = 0.0
-    validation_seed: int = 0
+    heldout_fraction: float = 0.0
+    heldout_seed: int = 0
 
 
 @dataclasses.dataclass
@@ -55,7 +59,7 @@ class TeacherConfig:
     seq_length: int = 128
     finetuned: typing.Optional[str] = None  # A classifier SavedModel trained elsewhere: skips fine-tuning.
     train: Schedule = dataclasses.field(
-        default_factory=lambda: Schedule(epochs=3, batch_size=32, learning_rate=2e-5))
+        default_factory=lambda: Schedule(learning_rate=2e-5))
     label_batch_size: int = 256  # Batch size when labeling D_T.
     shard_size: int = 10_000  # Records per soft-label shard.
 
@@ -69,7 +73,16 @@ class MLMConfig:
     max_predictions: int = 20  # Masked positions per sequence at most.
     heldout: float = 0.05  # Fraction of the text kept aside to measure the MLM loss.
     train: Schedule = dataclasses.field(
-        default_factory=lambda: Schedule(epochs=1, batch_size=32, learning_rate=1e-4))
+        default_factory=lambda: Schedule(epochs=1, learning_rate=1e-4))
+
+
+@dataclasses.dataclass
+class DistillConfig(Schedule):
+    """The distillation stage: its loss (Turc et al. 2019, Sec. 2, Eq. 1) and its schedule."""
+
+    loss: str = "soft_ce"  # distill.losses: soft_ce | kl | mse (STS-B uses mse).
+    temperature: float = 1.0  # T: both distributions are softened by it; T² scales the loss.
+    alpha: float = 0.0  # Weight of the hard-label loss where the store has gold labels.
 
 
 @dataclasses.dataclass
@@ -80,13 +93,9 @@ class StudentConfig:
     seq_length: int = 128
     init: str = "pretrained"  # "pretrained" (the paper's PD) or "random" (plain distillation).
     stages: list = dataclasses.field(default_factory=lambda: ["distill"])  # Subset of STAGES, in order.
-    loss: str = "soft_ce"  # distill.losses: soft_ce | kl | mse (STS-B uses mse).
-    temperature: float = 1.0
-    alpha: float = 0.0  # Weight of the hard-label loss where the store has gold labels.
-    distill: Schedule = dataclasses.field(
-        default_factory=lambda: Schedule(epochs=3, batch_size=32, learning_rate=1e-4))
-    finetune: Schedule = dataclasses.field(
-        default_factory=lambda: Schedule(epochs=3, batch_size=32, learning_rate=5e-5))
+    distill: DistillConfig = dataclasses.field(
+        default_factory=lambda: DistillConfig(learning_rate=1e-4))
+    finetune: Schedule = dataclasses.field(default_factory=Schedule)
     mlm: MLMConfig = dataclasses.field(default_factory=MLMConfig)
 
 
@@ -137,7 +146,8 @@ class Config:
     teacher: TeacherConfig = dataclasses.field(default_factory=TeacherConfig)
     student: StudentConfig = dataclasses.field(default_factory=StudentConfig)
     eval_batch_size: int = 128
-    # Turns any config into a smoke run: 64 examples per split, a few steps per stage.
+    # Turns any config into a one-minute run of the same code path: at most 64 examples
+    # per split, one epoch per stage, shards of 32 (applied when the config is loaded).
     runlocal: bool = False
     # tf.config.experimental.enable_op_determinism() and fixed seeds: a rerun, or a run
     # resumed after a crash, ends with the same weights as an uninterrupted one (slower).
@@ -190,7 +200,20 @@ def _coerce(value, hint, key: str):
                     f"received {value!r}.")
 
 
+# Keys that moved; the old name gets an error that names the new one.
+RENAMED = {
+    "student.loss": "student.distill.loss",
+    "student.temperature": "student.distill.temperature",
+    "student.alpha": "student.distill.alpha",
+    "data.soft_labels": "data.store",
+    "data.validation_fraction": "data.heldout_fraction",
+    "data.validation_seed": "data.heldout_seed",
+}
+
+
 def _unknown(key: str, cls) -> UserError:
+    if key in RENAMED:
+        return UserError(f"Config key {key!r} was renamed; use {RENAMED[key]!r}.")
     close = difflib.get_close_matches(key, _all_keys(cls), n=1, cutoff=0.6)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     return UserError(f"Config key {key!r} does not exist.{hint}")
@@ -214,7 +237,7 @@ def _apply(obj, updates: dict, prefix: str = ""):
             setattr(obj, name, _coerce(value, hint, key))
 
 
-def _parse_override(item: str) -> tuple[list[str], object]:
+def _parse_override(item: str) -> tuple[str, object]:
     if "=" not in item:
         raise UserError(f"--set {item!r}: expected key=value, e.g. student.alpha=0.5.")
     key, raw = item.split("=", 1)
@@ -226,7 +249,15 @@ def _parse_override(item: str) -> tuple[list[str], object]:
         value = raw == "true"
     if raw in ("null", "None"):
         value = None
-    return key.strip().split("."), value
+    return key.strip(), value
+
+
+def _set(cfg: Config, key: str, value) -> None:
+    """Sets one dotted key, e.g. "student.distill.alpha", with the same checks as YAML."""
+    nested = value
+    for k in reversed(key.split(".")):
+        nested = {k: nested}
+    _apply(cfg, nested)
 
 
 def load(path: str | None = None, overrides: typing.Sequence[str] = ()) -> Config:
@@ -248,14 +279,11 @@ def load(path: str | None = None, overrides: typing.Sequence[str] = ()) -> Confi
             raise UserError(f"Config file {path}: expected a mapping at the top level.")
         _apply(cfg, data)
     for item in overrides:
-        keys, value = _parse_override(item)
-        nested = value
-        for k in reversed(keys):
-            nested = {k: nested}
-        print(f"Overriding: {'.'.join(keys)} = {value!r}")
-        _apply(cfg, nested)
+        key, value = _parse_override(item)
+        print(f"Overriding: {key} = {value!r}")
+        _set(cfg, key, value)
     validate(cfg)
-    return cfg
+    return apply_runlocal(cfg)
 
 
 def validate(cfg: Config) -> None:
@@ -268,13 +296,18 @@ def validate(cfg: Config) -> None:
     if bad or not cfg.student.stages:
         raise UserError(f"student.stages: expected a non-empty list from {list(STAGES)}; "
                         f"received {cfg.student.stages!r}.")
-    if not 0.0 <= cfg.student.alpha <= 1.0:
-        raise UserError(f"student.alpha: expected a value in [0, 1]; received {cfg.student.alpha}.")
-    if cfg.student.temperature <= 0:
-        raise UserError(f"student.temperature: expected > 0; received {cfg.student.temperature}.")
-    if task.is_regression and cfg.student.loss != "mse":
-        raise UserError(f"student.loss: {task.name} is a regression task; expected 'mse', "
-                        f"received {cfg.student.loss!r}.")
+    kd = cfg.student.distill
+    losses.get(kd.loss)  # A misspelt name is refused here, before the teacher trains.
+    if not 0.0 <= kd.alpha <= 1.0:
+        raise UserError(f"student.distill.alpha: expected a value in [0, 1]; received {kd.alpha}.")
+    if kd.temperature <= 0:
+        raise UserError(f"student.distill.temperature: expected > 0; received {kd.temperature}.")
+    if task.is_regression and kd.loss != "mse":
+        raise UserError(f"student.distill.loss: {task.name} is a regression task; expected "
+                        f"'mse', received {kd.loss!r}.")
+    if not 0.0 <= cfg.data.heldout_fraction < 1.0:
+        raise UserError(f"data.heldout_fraction: expected a value in [0, 1); received "
+                        f"{cfg.data.heldout_fraction}.")
     if cfg.distribute.strategy not in distribute.STRATEGIES:
         raise UserError(f"distribute.strategy: expected one of {list(distribute.STRATEGIES)}; "
                         f"received {cfg.distribute.strategy!r}.")
@@ -286,21 +319,19 @@ def validate(cfg: Config) -> None:
     # Checked here, before any stage runs, not when the student stage starts hours later.
     text.check_seq_length(cfg.teacher.seq_length, task.is_pair, "teacher.seq_length")
     text.check_seq_length(cfg.student.seq_length, task.is_pair, "student.seq_length")
-    for entry in cfg.data.transfer:
-        if not str(entry).startswith(("labeled:", "text:")):
-            raise UserError(f"data.transfer: entry {entry!r} must start with 'labeled:' or 'text:'.")
+    if not cfg.data.transfer and not cfg.data.store:
+        raise UserError("data.transfer: the transfer set is empty; expected at least one entry "
+                        "(or data.store, a store labeled before).")
+    transfer.entries(cfg.data.transfer)  # Their form; files and datasets are checked later.
 
 
 def override(cfg: Config, values: dict) -> Config:
-    """A copy of `cfg` with dotted keys set, e.g. {"student.alpha": 0.5}; validated."""
+    """A copy of `cfg` with dotted keys set, e.g. {"student.distill.alpha": 0.5}; validated."""
     cfg = copy.deepcopy(cfg)
     for key, value in values.items():
-        nested = value
-        for k in reversed(key.split(".")):
-            nested = {k: nested}
-        _apply(cfg, nested)
+        _set(cfg, key, value)
     validate(cfg)
-    return cfg
+    return apply_runlocal(cfg)
 
 
 def to_dict(cfg: Config) -> dict:
@@ -308,14 +339,13 @@ def to_dict(cfg: Config) -> dict:
 
 
 def dump(cfg: Config, path: str) -> None:
-    records.write_text_atomic(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    rundir.write_text_atomic(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
-def smoke(cfg: Config) -> Config:
-    """The `runlocal` switch: tiny data, a few steps, same code path."""
+def apply_runlocal(cfg: Config) -> Config:
+    """The `runlocal` switch: tiny data, a few steps, same code path (idempotent)."""
     if not cfg.runlocal:
         return cfg
-    cfg = dataclasses.replace(cfg)
     for key in ("max_train_examples", "max_transfer_examples", "max_eval_examples"):
         setattr(cfg.data, key, min(64, getattr(cfg.data, key) or 64))
     for schedule in (cfg.teacher.train, cfg.student.distill, cfg.student.finetune):

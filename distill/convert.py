@@ -21,7 +21,7 @@ import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
 import numpy as np
 import tensorflow as tf
 
-from distill import encoders, text
+from distill import encoders, rundir, text
 from distill.errors import UserError
 
 FORMATS = ("bert-tf1", "hf")
@@ -174,13 +174,12 @@ def convert(fmt: str, src: str, output: str, layers: int | None = None,
         target.assign(value.astype(np.float32))
     os.makedirs(output, exist_ok=True)
     local_vocab = os.path.join(output, "vocab.txt")
-    shutil.copyfile(vocab, local_vocab)
+    rundir.write_file_atomic(local_vocab, lambda tmp: shutil.copyfile(vocab, tmp))
     encoders.export(model, os.path.join(output, "encoder"), local_vocab, lower_case, cfg)
     text.export(os.path.join(output, "preprocessor"), local_vocab, lower_case)
     summary = {"from": fmt, "source": os.path.abspath(src), "layers": cfg.num_layers,
                "hidden_size": cfg.hidden_size, "with_mlm": with_mlm, "lower_case": lower_case}
-    with open(os.path.join(output, "conversion.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+    rundir.write_json_atomic(os.path.join(output, "conversion.json"), summary)
     return summary
 
 

@@ -234,24 +234,58 @@ def _text_lines(path: str, task: tasks_lib.Task) -> Source:
 
 
 def _tfds(task: tasks_lib.Task, split_name: str, data_dir: str | None) -> Source:
+    """The task's own `glue/<task>` TFDS dataset, with its gold labels."""
+    split = task.split(split_name).name
+    return tfds_source(task.tfds_name, split, task.tfds_fields, task, data_dir, with_labels=True,
+                       id_prefix=f"{task.name}/{split}")
+
+
+def tfds_source(name: str, split: str, fields: tuple[str, ...], task: tasks_lib.Task,
+                data_dir: str | None = None, with_labels: bool = False,
+                id_prefix: str | None = None) -> Source:
+    """Any TFDS dataset's text `fields` as `{id, text_a, text_b, label}`, in file order.
+
+    TFDS's own builder downloads and prepares the data (`download_and_prepare`),
+    so a dataset is read exactly as `tfds.load` reads it. Without `with_labels`
+    the label is the missing one (transfer text); ids are "<name>/<split>/<row>"
+    (or `id_prefix/<idx>` where the dataset numbers its rows, as GLUE does).
+
+    Raises:
+      UserError: the dataset cannot be built or downloaded, the split or a field
+        does not exist, or the number of fields does not fit the task.
+    """
     import tensorflow_datasets as tfds
 
-    split = task.split(split_name).name
+    where = f"TFDS dataset {name} split {split}"
+    if len(fields) != (2 if task.is_pair else 1):
+        raise UserError(f"{where}: {task.name} is a {'sentence-pair' if task.is_pair else 'single-sentence'} "
+                        f"task; expected {2 if task.is_pair else 1} text field(s), received "
+                        f"{list(fields)}.")
     try:
-        builder = tfds.builder(task.tfds_name, data_dir=data_dir)
+        builder = tfds.builder(name, data_dir=data_dir)
+        missing = [f for f in fields if f not in builder.info.features]
+        if missing:
+            raise UserError(f"{where}: no feature(s) {missing}; expected some of "
+                            f"{sorted(builder.info.features)}.")
         builder.download_and_prepare()
+    except UserError:
+        raise
     except Exception as e:  # TFDS raises many types for "not available".
-        raise UserError(f"TFDS dataset {task.tfds_name} split {split} could not be loaded "
-                        f"(data_dir={data_dir}): {e}") from e
-    fields = task.tfds_fields
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(f"{where} could not be loaded (data_dir={data_dir}): {reason}") from e
+    known = builder.info.splits  # Empty under tfds.testing.mock_data.
+    if known and split not in known:
+        raise UserError(f"{where}: no such split; expected one of {sorted(known)}.")
+    numbered = "idx" in builder.info.features
 
-    def convert(ex):
-        label = ex["label"]
-        if task.is_regression:
-            label = tf.cast(label, tf.float32)
+    def convert(row, ex):
+        if with_labels:
+            label = tf.cast(ex["label"], label_dtype(task))  # TFDS marks unlabeled rows -1, as we do.
         else:
-            label = tf.cast(label, tf.int64)  # TFDS marks unlabeled test rows with -1, as we do.
-        return {"id": tf.strings.join([task.name, split, tf.strings.as_string(ex["idx"])], "/"),
+            label = tf.constant(missing_label(task), label_dtype(task))
+        number = ex["idx"] if numbered else row
+        return {"id": tf.strings.join([id_prefix or f"{name}/{split}",
+                                       tf.strings.as_string(number)], "/"),
                 "text_a": ex[fields[0]],
                 "text_b": ex[fields[1]] if len(fields) == 2 else tf.constant(""),
                 "label": label}
@@ -259,72 +293,64 @@ def _tfds(task: tasks_lib.Task, split_name: str, data_dir: str | None) -> Source
     def make():
         ds = builder.as_dataset(split=split, shuffle_files=False,
                                 read_config=tfds.ReadConfig(interleave_cycle_length=1))
-        return ds.map(convert)
+        return ds.enumerate().map(convert)
 
-    try:
-        total = builder.info.splits[split].num_examples
-    except KeyError:  # No split metadata (e.g. under tfds.testing.mock_data): count.
+    total = known[split].num_examples if split in known else 0
+    if not total:  # No split metadata (e.g. under tfds.testing.mock_data): count.
         total = int(make().reduce(0, lambda n, _: n + 1))
-    return Source(f"tfds:{data_dir or ''}", split, total, make)
+    return Source(f"tfds:{name}", split, total, make)
 
 
-def validation_split(source: Source, fraction: float, seed: int) -> tuple[Source, Source]:
-    """Carves a fixed, seeded validation split out of a training source.
+def heldout_split(source: Source, fraction: float, seed: int) -> tuple[Source, Source]:
+    """Carves a fixed, seeded heldout split out of a training source.
 
-    Returns (train, validation). The choice depends only on the seed and the
+    Returns (train, heldout). The choice depends only on the seed and the
     example count, so every trial of a sweep sees the same split.
     """
     n = source.total_examples
-    n_val = max(1, int(round(n * fraction)))
+    n_heldout = max(1, int(round(n * fraction)))
     order = np.random.default_rng(seed).permutation(n)
-    is_val = np.zeros(n, dtype=bool)
-    is_val[order[:n_val]] = True
-    mask = tf.constant(is_val)
+    is_heldout = np.zeros(n, dtype=bool)
+    is_heldout[order[:n_heldout]] = True
+    mask = tf.constant(is_heldout)
 
-    def pick(keep_val):
+    def pick(keep_heldout):
         def make():
             ds = source.get_tfdata().enumerate()
-            ds = ds.filter(lambda i, ex: tf.equal(tf.gather(mask, i), keep_val))
+            ds = ds.filter(lambda i, ex: tf.equal(tf.gather(mask, i), keep_heldout))
             return ds.map(lambda i, ex: ex)
         return make
 
-    train = Source(source.spec, source.split + "-train", n - n_val, pick(False))
-    val = Source(source.spec, source.split + "-val", n_val, pick(True))
-    return train, val
+    train = Source(source.spec, source.split + "-train", n - n_heldout, pick(False))
+    heldout = Source(source.spec, source.split + "-heldout", n_heldout, pick(True))
+    return train, heldout
 
 
-HELDOUT = "heldout"  # The validation split carved out of train (data.validation_fraction).
+HELDOUT = "heldout"  # The split carved out of train (data.heldout_fraction); never the dev set.
+
+
+def labeled_inputs(cfg_data) -> dict:
+    """What identifies D_L as the stages read it: the fingerprint every stage records."""
+    return {"labeled": cfg_data.labeled, "max_train_examples": cfg_data.max_train_examples,
+            "heldout_fraction": cfg_data.heldout_fraction, "heldout_seed": cfg_data.heldout_seed}
 
 
 def labeled(cfg_data, task: tasks_lib.Task, split: str, limit: int | None = None) -> Source:
     """D_L's `split` as the config's `data` section names it.
 
-    With `data.validation_fraction` > 0, "train" is the train split without the
+    With `data.heldout_fraction` > 0, "train" is the train split without the
     carved-out examples and "heldout" is those examples. `limit` defaults to the
     config's cap for the split.
     """
-    if split in ("train", HELDOUT) and cfg_data.validation_fraction > 0:
+    if split in ("train", HELDOUT) and cfg_data.heldout_fraction > 0:
         full = get(cfg_data.labeled, task, "train")
-        train, heldout = validation_split(full, cfg_data.validation_fraction,
-                                          cfg_data.validation_seed)
+        train, heldout = heldout_split(full, cfg_data.heldout_fraction, cfg_data.heldout_seed)
         source = train if split == "train" else heldout
     elif split == HELDOUT:
-        raise UserError("data.validation_fraction is 0, so there is no heldout split; set it "
+        raise UserError("data.heldout_fraction is 0, so there is no heldout split; set it "
                         "to carve one out of train (e.g. 0.1).")
     else:
         source = get(cfg_data.labeled, task, split)
     if limit is None:
         limit = cfg_data.max_train_examples if split == "train" else cfg_data.max_eval_examples
     return limited(source, limit)
-
-
-def transfer(cfg_data, task: tasks_lib.Task) -> Source:
-    """D_T: the config's `data.transfer` entries, concatenated in order."""
-    sources = []
-    for entry in cfg_data.transfer:
-        kind, _, arg = entry.partition(":")
-        if kind == "labeled":
-            sources.append(labeled(cfg_data, task, arg, cfg_data.max_transfer_examples))
-        else:
-            sources.append(get(entry, task, limit=cfg_data.max_transfer_examples))
-    return concatenate(sources)

@@ -26,7 +26,7 @@ import tensorflow as tf
 import tf_keras as keras
 import tensorflow_hub as hub
 
-from distill import records
+from distill import rundir
 from distill.errors import UserError
 
 INPUT_NAMES = ("input_word_ids", "input_mask", "input_type_ids")
@@ -210,7 +210,7 @@ def export(model: keras.Model, path: str, vocab_file: str, lower_case: bool = Tr
             with open(os.path.join(tmp, "bert_config.json"), "w") as f:
                 json.dump(dataclasses.asdict(config), f, indent=2)
 
-    return records.replace_dir(path, write)
+    return rundir.replace_dir(path, write)
 
 
 def export_random(path: str, cfg: BertConfig, vocab_file: str, lower_case: bool = True,

@@ -2,7 +2,8 @@
 
 `total(...)` mixes the distillation loss with the hard-label loss by `alpha`
 where labels are known and returns the total and its named parts, for
-TensorBoard. A config's `loss: soft_ce` selects `soft_ce` here.
+TensorBoard. A config's `student.distill.loss: soft_ce` selects `soft_ce` here; the
+defaults of loss, temperature and alpha live in the config alone.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import tensorflow as tf
 from distill.errors import UserError
 
 
-def soft_ce(student_logits, teacher_logits, temperature: float = 1.0):
+def soft_ce(student_logits, teacher_logits, temperature: float):
     """Cross-entropy of the student against the teacher's softened distribution, times T².
 
     The T² factor keeps gradient magnitudes comparable across temperatures
@@ -23,7 +24,7 @@ def soft_ce(student_logits, teacher_logits, temperature: float = 1.0):
     return -t * t * tf.reduce_sum(target * tf.nn.log_softmax(student_logits / t, axis=-1), axis=-1)
 
 
-def kl(student_logits, teacher_logits, temperature: float = 1.0):
+def kl(student_logits, teacher_logits, temperature: float):
     """KL(teacher || student) at temperature T, times T²: soft_ce minus the teacher's entropy."""
     t = tf.cast(temperature, student_logits.dtype)
     log_p = tf.nn.log_softmax(teacher_logits / t, axis=-1)
@@ -31,7 +32,7 @@ def kl(student_logits, teacher_logits, temperature: float = 1.0):
     return t * t * tf.reduce_sum(tf.exp(log_p) * (log_p - log_q), axis=-1)
 
 
-def mse(student_logits, teacher_logits, temperature: float = 1.0):
+def mse(student_logits, teacher_logits, temperature: float):
     """Squared error between outputs: the distillation loss for regression (STS-B)."""
     del temperature  # A regression output has no temperature.
     return tf.reduce_mean(tf.square(student_logits - teacher_logits), axis=-1)
@@ -61,8 +62,8 @@ def get(name: str):
     return DISTILL_LOSSES[name]
 
 
-def total(student_logits, teacher_logits, labels, *, loss: str = "soft_ce",
-          temperature: float = 1.0, alpha: float = 0.0, regression: bool = False):
+def total(student_logits, teacher_logits, labels, *, loss: str, temperature: float,
+          alpha: float, regression: bool):
     """(1 - alpha) * distill + alpha * hard, averaged over the batch.
 
     The hard term averages over the examples whose label is known, so an

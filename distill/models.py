@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from distill import distribute, encoders, records
+from distill import distribute, encoders, rundir
 from distill.errors import UserError
 
 META = "classifier.json"
@@ -41,7 +41,7 @@ class CheckpointedDropout(keras.layers.Layer):
                                                   uniform_sampler=self.generator.uniform)
 
 
-def build(encoder_handle: str, num_outputs: int, dropout: float = 0.1,
+def build(encoder_handle: str, num_outputs: int, dropout: float,
           encoder: keras.layers.Layer | None = None, seed: int = 0) -> keras.Model:
     """A classifier over the encoder at `encoder_handle` (or an already loaded `encoder`).
 
@@ -71,7 +71,7 @@ def export(model: keras.Model, path: str, meta: dict) -> str:
             json.dump(meta, f, indent=2)
 
     with distribute.writes_to(path) as target:  # Every worker saves; the chief's copy is kept.
-        records.replace_dir(target, write)
+        rundir.replace_dir(target, write)
     return path
 
 

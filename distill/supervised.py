@@ -13,14 +13,12 @@ from distill import data, losses, tasks as tasks_lib, text, training
 
 
 def train_on_labels(model: keras.Model, task: tasks_lib.Task, source: data.Source,
-                    preprocessor, seq_length: int, schedule: training.Schedule, seed: int,
+                    packer: text.Packer, schedule: training.Schedule, seed: int,
                     workdir: str, desc: str) -> dict:
     """Trains `model` with the task loss on `source`; resumes from `workdir`."""
-    encoder = text.Encoder(preprocessor, seq_length, task.is_pair)
-
     def make_dataset(epoch):
-        return training.batches(source.get_tfdata(), encoder, schedule.batch_size,
-                                shuffle_seed=seed * 1000 + epoch,
+        return training.batches(source.get_tfdata(), packer, schedule.batch_size,
+                                shuffle_seed=training.epoch_seed(seed, epoch),
                                 sort_window=schedule.sort_window)
 
     def loss_fn(logits, batch):

@@ -20,10 +20,11 @@ import tensorflow as tf
 import tensorflow_hub as hub
 import tensorflow_text as tf_text
 
-from distill import records
+from distill import rundir
 from distill.errors import UserError
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+HUB_SEQ_LENGTH = 128  # What `bert_en_uncased_preprocess/3` packs to when not told otherwise.
 
 
 def pack_segments(segments, seq_length, cls_id, sep_id, pad_id=0):
@@ -65,7 +66,8 @@ class _PackInputs(tf.Module):
 class WordPiecePreprocessor(tf.Module):
     """A WordPiece vocab with the TF Hub preprocessor API (tensorflow-text's BertTokenizer)."""
 
-    def __init__(self, vocab_file: str, lower_case: bool = True, seq_length: int = 128):
+    def __init__(self, vocab_file: str, lower_case: bool = True,
+                 seq_length: int = HUB_SEQ_LENGTH):
         super().__init__()
         vocab = _read_vocab(vocab_file)
         self.vocab_file = tf.saved_model.Asset(vocab_file)
@@ -100,10 +102,11 @@ def _read_vocab(vocab_file: str) -> list[str]:
     return vocab
 
 
-def export(path: str, vocab_file: str, lower_case: bool = True, seq_length: int = 128) -> str:
+def export(path: str, vocab_file: str, lower_case: bool = True,
+           seq_length: int = HUB_SEQ_LENGTH) -> str:
     """Saves a preprocessor SavedModel in the `bert_en_uncased_preprocess/3` format."""
     module = WordPiecePreprocessor(vocab_file, lower_case, seq_length)
-    return records.replace_dir(path, lambda tmp: tf.saved_model.save(module, tmp))
+    return rundir.replace_dir(path, lambda tmp: tf.saved_model.save(module, tmp))
 
 
 def load(spec: str, lower_case: bool = True):
@@ -146,14 +149,15 @@ def check_seq_length(seq_length: int, pair: bool, field: str = "seq_length") -> 
                         f"with its [CLS]/[SEP] tokens; expected at least {minimum}.")
 
 
-class Encoder:
+class Packer:
     """Maps batches of `{text_a, text_b}` to encoder inputs, padded to the batch's longest.
 
-    A callable for `Dataset.map` after `batch`: other features pass through
-    unchanged. `seq_length` may be changed after construction.
+    Tokenizes and packs ([CLS] a [SEP] b [SEP]) with the preprocessor. A callable
+    for `Dataset.map` after `batch`: other features pass through unchanged.
+    `seq_length` may be changed after construction.
     """
 
-    def __init__(self, preprocessor, seq_length: int = 128, pair: bool = False):
+    def __init__(self, preprocessor, seq_length: int, pair: bool = False):
         self.preprocessor = preprocessor
         self.seq_length = seq_length
         self.pair = pair
@@ -172,3 +176,9 @@ class Encoder:
         out = {k: v for k, v in features.items() if k not in ("text_a", "text_b")}
         out.update({k: tf.cast(v[:, :longest], tf.int32) for k, v in packed.items()})
         return out
+
+
+def packer(side, pair: bool) -> Packer:
+    """The packer of a model's config section (`teacher` or `student`): its preprocessor,
+    casing and seq_length."""
+    return Packer(load(side.preprocessor, side.lower_case), side.seq_length, pair)

@@ -19,7 +19,7 @@ import tensorflow as tf
 import tf_keras as keras
 from tqdm import tqdm
 
-from distill import distribute, encoders, records, text as text_lib
+from distill import distribute, encoders, rundir, text as text_lib
 
 
 @dataclasses.dataclass
@@ -31,7 +31,7 @@ class Schedule:
     learning_rate: float = 5e-5
     warmup: float = 0.1  # Fraction of all steps spent warming up linearly.
     weight_decay: float = 0.01
-    dropout: float = 0.1
+    dropout: float = 0.1  # Of the classifier built for this stage (models.build).
     checkpoint_every: int = 500  # Steps; a checkpoint is also written after each epoch.
     jit_compile: bool = False  # Compile each training step with XLA (one compilation per shape).
     # Draw batches from windows of this many batches sorted by length: less padding, 1.7-1.8x
@@ -66,6 +66,11 @@ def adamw(schedule: Schedule, total_steps: int) -> keras.optimizers.Optimizer:
 
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The shuffle seed of one epoch: each epoch's order depends on the run's seed and the
+    epoch alone, so a resumed run can skip exactly the batches it had done."""
+    return seed * 1000 + epoch
+
 
 def _sorted_by_length(window: dict) -> dict:
     """A window of examples reordered by text length (bytes: a cheap proxy for word pieces)."""
@@ -74,7 +79,7 @@ def _sorted_by_length(window: dict) -> dict:
     return {k: tf.gather(v, order) for k, v in window.items()}
 
 
-def batches(dataset: tf.data.Dataset, encoder: text_lib.Encoder, batch_size: int,
+def batches(dataset: tf.data.Dataset, packer: text_lib.Packer, batch_size: int,
             shuffle_seed: int | None = None, buffer: int = 10_000,
             sort_window: int = 1) -> tf.data.Dataset:
     """Examples -> shuffled (if seeded), batched, tokenized batches, padded per batch.
@@ -94,7 +99,7 @@ def batches(dataset: tf.data.Dataset, encoder: text_lib.Encoder, batch_size: int
     else:
         dataset = dataset.batch(batch_size)
     full = isinstance(tf.distribute.get_strategy(), tf.distribute.TPUStrategy)  # Fixed shapes.
-    encode = functools.partial(encoder, full_length=full, multiple=8)
+    encode = functools.partial(packer, full_length=full, multiple=8)
     dataset = dataset.map(encode, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
@@ -189,7 +194,7 @@ def fit(model: keras.Model, make_dataset: Callable[[int], tf.data.Dataset],
         manager = tf.train.CheckpointManager(ckpt, directory, max_to_keep=1)
 
         def save():
-            with records.output_errors(directory):  # A failed save keeps the previous one.
+            with rundir.output_errors(directory):  # A failed save keeps the previous one.
                 manager.save(checkpoint_number=done)
 
         while done < total:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import random
 
-from distill import config as config_lib, distribute, encoders, text
+from distill import config as config_lib, distribute, encoders, text, transfer as transfer_lib
 from pipelines import glue
 
 CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
@@ -51,19 +51,29 @@ def sentence(rng: random.Random) -> tuple[str, int]:
 def make_assets(root: str, seed: int = 0, train: int = 2000, dev: int = 400,
                 unlabeled: int = 4000) -> dict:
     """Writes the demo's data, vocab and encoders under `root`; returns their paths."""
-    rng = random.Random(seed)
+    rng, seen = random.Random(seed), set()
+
+    def new_sentence() -> tuple[str, int]:
+        # Every sentence once across all files: the contamination guard and de-duplication
+        # (distill/transfer.py) then keep the whole transfer set, as with real data.
+        while True:
+            text_, label = sentence(rng)
+            if transfer_lib.normalize(text_) not in seen:
+                seen.add(transfer_lib.normalize(text_))
+                return text_, label
+
     glue_dir = os.path.join(root, "SST-2")
     os.makedirs(glue_dir, exist_ok=True)
     for name, n in (("train.tsv", train), ("dev.tsv", dev)):
         with open(os.path.join(glue_dir, name), "w") as f:
             f.write("sentence\tlabel\n")
-            f.writelines(f"{s}\t{y}\n" for s, y in (sentence(rng) for _ in range(n)))
+            f.writelines(f"{s}\t{y}\n" for s, y in (new_sentence() for _ in range(n)))
     with open(os.path.join(glue_dir, "test.tsv"), "w") as f:
         f.write("index\tsentence\n")
-        f.writelines(f"{i}\t{sentence(rng)[0]}\n" for i in range(dev))
+        f.writelines(f"{i}\t{new_sentence()[0]}\n" for i in range(dev))
     transfer = os.path.join(root, "unlabeled.txt")
     with open(transfer, "w") as f:
-        f.writelines(f"{sentence(rng)[0]}\n" for _ in range(unlabeled))
+        f.writelines(f"{new_sentence()[0]}\n" for _ in range(unlabeled))
 
     vocab = os.path.join(root, "vocab.txt")
     words = sorted(set(POSITIVE + NEGATIVE + NOUNS + FILLER + ["really", "quite", "very"]))

@@ -8,26 +8,22 @@ are absent (a GLUE directory without test.tsv) are skipped with a note.
 """
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np
 
-from distill import config as config_lib, data, metrics, models, records, tasks, text, training
+from distill import config as config_lib, data, metrics, models, rundir, tasks, text, training
 from distill.errors import UserError
-from students.common import stage_dir
-from teachers import finetune
 
 
-def student_model_path(cfg: config_lib.Config, run_dir: str) -> str:
-    return os.path.join(stage_dir(run_dir, cfg.student.stages[-1]), "model")
-
-
-def _predict(cfg, task, model_path, preprocessor, lower_case, seq_length, split):
+def _predict(cfg, task, model_path: str, side, split: str) -> dict:
+    """Predictions of the classifier at `model_path` on `split`, packed as `side` (the
+    teacher or student config section) says."""
     fn, _ = models.load(model_path)
-    encoder = text.Encoder(text.load(preprocessor, lower_case), seq_length, task.is_pair)
     source = data.labeled(cfg.data, task, split)
-    return models.predict(fn, training.batches(source.get_tfdata(), encoder, cfg.eval_batch_size))
+    batches = training.batches(source.get_tfdata(), text.packer(side, task.is_pair),
+                               cfg.eval_batch_size)
+    return models.predict(fn, batches)
 
 
 def submission_rows(task: tasks.Task, result: dict) -> list[str]:
@@ -45,13 +41,10 @@ def submission_rows(task: tasks.Task, result: dict) -> list[str]:
 
 
 def _roles(cfg: config_lib.Config, run_dir: str) -> dict:
-    """role -> (classifier SavedModel, preprocessor, lower_case, seq_length)."""
-    return {
-        "teacher": (finetune.model_path(cfg, run_dir), cfg.teacher.preprocessor,
-                    cfg.teacher.lower_case, cfg.teacher.seq_length),
-        "student": (student_model_path(cfg, run_dir), cfg.student.preprocessor,
-                    cfg.student.lower_case, cfg.student.seq_length),
-    }
+    """role -> (classifier SavedModel, its config section)."""
+    paths = rundir.RunDir(run_dir, cfg)
+    return {"teacher": (paths.teacher_model, cfg.teacher),
+            "student": (paths.student_model, cfg.student)}
 
 
 def score(cfg: config_lib.Config, run_dir: str, role: str, split: str) -> dict:
@@ -63,6 +56,7 @@ def score(cfg: config_lib.Config, run_dir: str, role: str, split: str) -> dict:
 
 def run(cfg: config_lib.Config, run_dir: str) -> dict:
     task = tasks.get(cfg.task)
+    paths = rundir.RunDir(run_dir, cfg)
     roles = _roles(cfg, run_dir)
     results = {"task": task.name, "metrics": task.metrics}
     for role, args in roles.items():
@@ -72,12 +66,12 @@ def run(cfg: config_lib.Config, run_dir: str) -> dict:
             out = _predict(cfg, task, *args, split.name)
             results[role][split.name] = {**metrics.compute(task, out["label"], out["logits"]),
                                          "examples": int(len(out["id"]))}
-            _save_predictions(run_dir, f"{role}-{split.name}", out)
+            rundir.write_file_atomic(paths.predictions(role, split.name),
+                                     lambda tmp: np.savez(tmp, **out))
         results[role]["eval_seconds"] = round(time.time() - t0, 2)
         print(f"[evaluate] {role}: " + ", ".join(
             f"{s.name} {results[role][s.name]['score']:.4f}" for s in task.dev_splits))
 
-    submission = os.path.join(run_dir, "submission")
     results["submission"] = {}
     for split in task.test_splits:
         try:
@@ -85,21 +79,11 @@ def run(cfg: config_lib.Config, run_dir: str) -> dict:
         except UserError as e:
             print(f"[evaluate] no test predictions for {split.name}: {e}")
             continue
-        os.makedirs(submission, exist_ok=True)
-        path = os.path.join(submission, split.submission)
-        records.write_text_atomic(path, "\n".join(submission_rows(task, out)) + "\n")
+        path = paths.submission(split.submission)
+        rundir.write_text_atomic(path, "\n".join(submission_rows(task, out)) + "\n")
         results["submission"][split.name] = {"file": path, "examples": int(len(out["id"]))}
-    records.write_json_atomic(os.path.join(run_dir, "metrics.json"), _plain(results))
+    rundir.write_json_atomic(paths.metrics, _plain(results))
     return results
-
-
-def _save_predictions(run_dir: str, name: str, out: dict) -> None:
-    """RUN/predictions/NAME.npz: ids, gold labels and logits, in dev-set order."""
-    directory = os.path.join(run_dir, "predictions")
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f"{name}.tmp.npz")
-    np.savez(tmp, **out)
-    os.replace(tmp, os.path.join(directory, f"{name}.npz"))
 
 
 def _plain(obj):

@@ -2,15 +2,14 @@
 
     distill run configs/glue/sst2.yaml --output runs/sst2 [--set key=value ...]
 Each stage skips itself when its artifacts are complete for the same inputs and
-resumes when they are not; see distill/artifacts.py.
+resumes when they are not; see distill/rundir.py.
 """
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 
-from distill import config as config_lib, distribute, records
+from distill import config as config_lib, distribute, preflight, rundir, store
 from pipelines import evaluate, report
 from students import distill as student_distill, finetune as student_finetune, mlm
 from teachers import finetune as teacher_finetune, label
@@ -46,10 +45,10 @@ def run_stage(name: str, cfg: config_lib.Config, run_dir: str, **kwargs):
     return STAGES[name](cfg, run_dir, **kwargs)
 
 
-def shared_settings(cfg: config_lib.Config, shared_dir: str) -> dict:
+def shared_settings(shared_dir: str) -> dict:
     """The settings that make a run reuse the teacher and store in `shared_dir`."""
-    return {"teacher.finetuned": os.path.join(shared_dir, "teacher", "model"),
-            "data.soft_labels": label.store_path(cfg, shared_dir)}
+    shared = rundir.RunDir(shared_dir)
+    return {"teacher.finetuned": shared.teacher_model, "data.store": shared.store}
 
 
 def shared_store(cfg: config_lib.Config, shared_dir: str) -> dict:
@@ -57,24 +56,17 @@ def shared_store(cfg: config_lib.Config, shared_dir: str) -> dict:
 
     Returns `shared_settings`, the overrides that point a run at them.
     """
-    cfg = prepare(cfg, shared_dir)
+    rundir.check_writable(shared_dir)
     run_stage("teacher", cfg, shared_dir)
     run_stage("label", cfg, shared_dir)
     save_config(cfg, shared_dir)
-    return shared_settings(cfg, shared_dir)
-
-
-def prepare(cfg: config_lib.Config, run_dir: str) -> config_lib.Config:
-    """Applies `runlocal`; creates the run directory, or refuses one that is not writable."""
-    cfg = config_lib.smoke(cfg)
-    records.check_writable(run_dir)
-    return cfg
+    return shared_settings(shared_dir)
 
 
 def save_config(cfg: config_lib.Config, run_dir: str) -> None:
     """Saves the resolved config as RUN/config.yaml once a command has finished, so that a
     command refused for bad input leaves the run directory as it was."""
-    config_lib.dump(cfg, os.path.join(run_dir, "config.yaml"))
+    config_lib.dump(cfg, rundir.RunDir(run_dir).config)
 
 
 def with_mlm_student(cfg: config_lib.Config, run_dir: str) -> config_lib.Config:
@@ -82,13 +74,15 @@ def with_mlm_student(cfg: config_lib.Config, run_dir: str) -> config_lib.Config:
     if not cfg.student.mlm.data:
         return cfg
     run_stage("mlm", cfg, run_dir)
-    student = dataclasses.replace(cfg.student, encoder=mlm.encoder_path(run_dir))
+    student = dataclasses.replace(cfg.student, encoder=rundir.RunDir(run_dir).mlm_encoder)
     return dataclasses.replace(cfg, student=student)
 
 
 def run(cfg: config_lib.Config, run_dir: str) -> dict:
     """Runs every stage of the recipe in order; returns the evaluation results."""
-    cfg = with_mlm_student(prepare(cfg, run_dir), run_dir)
+    preflight.check(cfg, run_dir)  # Every input, before any work.
+    rundir.check_writable(run_dir)
+    cfg = with_mlm_student(cfg, run_dir)
     timings, results = {}, None
     worker, workers = distribute.label_worker(cfg)
     chief = workers == 1 or distribute.is_chief(distribute.strategy(cfg))
@@ -99,7 +93,7 @@ def run(cfg: config_lib.Config, run_dir: str) -> dict:
         if name == "label":
             run_stage(name, cfg, run_dir, worker=worker, num_workers=workers)
             if workers > 1:  # The students need the whole store, from every worker.
-                records.wait_complete(label.store_path(cfg, run_dir))
+                store.wait_complete(rundir.RunDir(run_dir, cfg).store)
         else:
             result = run_stage(name, cfg, run_dir)
             results = result if name == "evaluate" else results

@@ -16,12 +16,13 @@ OUTPUT/<task>_vs_size.png (metric against parameters, one line per method).
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import statistics
 import traceback
 
-from distill import config as config_lib, convert, encoders, records, tasks
+from distill import config as config_lib, convert, encoders, preflight, rundir, tasks
 from distill.errors import UserError
 from pipelines import demo, glue
 from students import presets
@@ -59,7 +60,8 @@ def demo_assets(root: str) -> list[str]:
     paths = demo.asset_paths(root) if demo.assets_complete(root) else demo.make_assets(root)
     small, truncated = os.path.join(root, "student_small"), os.path.join(root, "teacher_L1")
     if not os.path.isfile(os.path.join(truncated, "saved_model.pb")):
-        size = len(open(paths["vocab"]).read().splitlines())
+        with open(paths["vocab"]) as f:
+            size = len(f.read().splitlines())
         encoders.export_random(small, encoders.BertConfig(
             num_layers=1, hidden_size=32, num_heads=2, vocab_size=size, max_position=64),
             paths["vocab"], seed=2)
@@ -86,14 +88,18 @@ def run(cfg: config_lib.Config, output: str) -> dict:
         assets = os.path.join(output, "assets")
         base = demo_assets(assets) + base
     base = [o.format(assets=assets) for o in base]
-    cells = {}
-    for task in grid.tasks:
+    configs = {}
+    for task in grid.tasks:  # Every task's inputs are checked before any teacher trains.
         task_config = _resolve(grid.task_config.format(task=task))
-        task_cfg = config_lib.load(task_config, base + [f"task={task}"])
+        configs[task] = task_config, config_lib.load(task_config, base + [f"task={task}"])
+        preflight.check(configs[task][1], os.path.join(output, "shared", task))
+    grid_students = students(grid, assets)
+    cells = {}
+    for task, (task_config, task_cfg) in configs.items():
         shared = os.path.join(output, "shared", task)
         print(f"[reproduce] {task}: teacher and store in {shared}")
         reuse = [f"{k}={v}" for k, v in glue.shared_store(task_cfg, shared).items()]
-        for student in students(grid, assets):
+        for student in grid_students:
             for method in grid.methods:
                 for seed in grid.seeds:
                     key = (task, student["name"], method, seed)
@@ -125,8 +131,8 @@ def run_cell(task_config: str, overrides: list[str], cell_dir: str) -> dict:
     try:
         cfg = config_lib.load(task_config, overrides)
         results = glue.run(cfg, cell_dir)
-        with open(os.path.join(cell_dir, "student", cfg.student.stages[-1], "done.json")) as f:
-            params = json.load(f)["summary"]["params"]
+        paths = rundir.RunDir(cell_dir, cfg)
+        params = paths.summary(paths.final_stage)["params"]
         cell = {"status": "done", "params": params,
                 "scores": {s: results["student"][s]["score"] for s in results["student"]
                            if s != "eval_seconds"}}
@@ -134,8 +140,7 @@ def run_cell(task_config: str, overrides: list[str], cell_dir: str) -> dict:
         cell = {"status": "failed", "error": f"{type(e).__name__}: {e}",
                 "traceback": traceback.format_exc()}
         print(f"[reproduce] cell {cell_dir} failed: {cell['error']}")
-    os.makedirs(cell_dir, exist_ok=True)
-    records.write_json_atomic(path, cell)
+    rundir.write_json_atomic(path, cell)
     return cell
 
 
@@ -154,11 +159,12 @@ def _scores(cells: dict, task: str, student: str, method: str, split: str) -> li
 
 
 def _write(path: str, header: list[str], rows: list[list[str]]) -> None:
-    with open(path + ".csv", "w", newline="") as f:
-        csv.writer(f).writerows([header, *rows])
-    with open(path + ".md", "w") as f:
-        f.write("| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n")
-        f.writelines("| " + " | ".join(r) + " |\n" for r in rows)
+    table = io.StringIO()
+    csv.writer(table).writerows([header, *rows])
+    rundir.write_text_atomic(path + ".csv", table.getvalue())
+    markdown = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    markdown += ["| " + " | ".join(r) + " |" for r in rows]
+    rundir.write_text_atomic(path + ".md", "\n".join(markdown) + "\n")
 
 
 def write_tables(cfg: config_lib.Config, cells: dict, output: str) -> dict:
@@ -183,7 +189,7 @@ def write_tables(cfg: config_lib.Config, cells: dict, output: str) -> dict:
     failed = {"/".join(map(str, k)): c["error"] for k, c in cells.items() if c["status"] == "failed"}
     summary = {"cells": len(cells), "done": sum(c["status"] == "done" for c in cells.values()),
                "failed": failed}
-    records.write_json_atomic(os.path.join(output, "grid.json"), summary)
+    rundir.write_json_atomic(os.path.join(output, "grid.json"), summary)
     print(f"[reproduce] {summary['done']} of {summary['cells']} cells done; tables in {output}")
     return summary
 
@@ -208,5 +214,5 @@ def _plot(cells, task, split, methods, path):
     ax.set_ylabel(f"{task} {split}")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    rundir.write_file_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100))
     plt.close(fig)

@@ -4,24 +4,18 @@ from __future__ import annotations
 import json
 import os
 
-from distill import config as config_lib, records, tasks
-from students.common import stage_dir
-from teachers import label
-
-
-def _done(path: str) -> dict:
-    with open(os.path.join(path, "done.json")) as f:
-        return json.load(f)["summary"]
+from distill import config as config_lib, rundir, store, tasks
 
 
 def run(cfg: config_lib.Config, run_dir: str) -> str:
+    paths = rundir.RunDir(run_dir, cfg)
     task = tasks.get(cfg.task)
-    with open(os.path.join(run_dir, "metrics.json")) as f:
+    with open(paths.metrics) as f:
         results = json.load(f)
-    teacher = _done(os.path.join(run_dir, "teacher"))
-    stages = {s: _done(stage_dir(run_dir, s)) for s in cfg.student.stages}
-    last = stages[cfg.student.stages[-1]]
-    manifest = records.load_manifest(label.store_path(cfg, run_dir))
+    teacher = paths.summary("teacher")
+    stages = {s: paths.summary(s) for s in cfg.student.stages}
+    last = stages[paths.final_stage]
+    manifest = store.load_manifest(paths.store)
     splits = [s.name for s in task.dev_splits]
     metric_cols = [f"{s} {m}" for s in splits for m in task.metrics]
 
@@ -43,12 +37,12 @@ def run(cfg: config_lib.Config, run_dir: str) -> str:
         "",
         "## Soft-label store",
         "",
-        f"- {manifest['examples']} transfer examples in {len(manifest['shards'])} shard(s), "
-        f"from {', '.join(manifest['source']['transfer'])}",
+        f"- {manifest['examples']} transfer examples in {len(manifest['shards'])} shard(s)",
         f"- teacher tokenizer: {manifest['preprocessor']['handle']} "
         f"(seq_length {manifest['preprocessor']['seq_length']})",
-        f"- distillation: loss {cfg.student.loss}, temperature {cfg.student.temperature}, "
-        f"alpha {cfg.student.alpha}",
+        f"- distillation: loss {cfg.student.distill.loss}, temperature "
+        f"{cfg.student.distill.temperature}, alpha {cfg.student.distill.alpha}",
+        *_transfer_lines(manifest["source"]),
         "",
         "## Timings",
         "",
@@ -60,9 +54,8 @@ def run(cfg: config_lib.Config, run_dir: str) -> str:
         lines.append(f"| student {name} | {summary.get('steps')} | {summary.get('seconds')} |")
     lines.append(f"| evaluation (teacher + student) | - | "
                  f"{results['teacher']['eval_seconds'] + results['student']['eval_seconds']:.2f} |")
-    serving = os.path.join(run_dir, "serving.json")
-    if os.path.isfile(serving):
-        with open(serving) as f:
+    if os.path.isfile(paths.serving):
+        with open(paths.serving) as f:
             s = json.load(f)
         check = s["check_against_evaluation"]
         lines += ["", "## Serving export", "",
@@ -74,6 +67,20 @@ def run(cfg: config_lib.Config, run_dir: str) -> str:
         lines += ["", "## GLUE test predictions", ""]
         lines += [f"- {s}: `{v['file']}` ({v['examples']} rows)"
                   for s, v in results["submission"].items()]
-    path = os.path.join(run_dir, "report.md")
-    records.write_text_atomic(path, "\n".join(lines) + "\n")
-    return path
+    rundir.write_text_atomic(paths.report, "\n".join(lines) + "\n")
+    return paths.report
+
+
+def _transfer_lines(source: dict) -> list[str]:
+    """Each transfer source through its filters, and whether the contamination guard ran."""
+    if not source.get("contamination_guard", True):
+        guard = ("- **contamination guard: OFF** (data.contamination_guard=false): the transfer "
+                 "set may hold dev or test text, so dev scores may be inflated")
+    else:
+        guard = "- contamination guard: on (no transfer text occurs in the dev or test sets)"
+    lines = [guard, "", "| transfer source | read | sampled | after duplicates | in dev/test | kept |",
+             "|---|---|---|---|---|---|"]
+    for row in source.get("sources", []):
+        lines.append(f"| `{row['source']}` | {row['read']:,} | {row['sampled']:,} | "
+                     f"{row['after_duplicates']:,} | {row['contaminated']:,} | {row['kept']:,} |")
+    return lines

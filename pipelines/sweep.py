@@ -5,8 +5,8 @@
 One teacher pass serves every trial: OUTPUT/shared holds the teacher and the
 soft-label store, and each trial (OUTPUT/trials/<id>) trains only a student
 from them. Trials are chosen by a keras-tuner oracle (random, bayesian,
-hyperband, grid) on the task's official metric over a validation split carved
-out of train with a fixed seed (`data.validation_fraction`); the dev set is
+hyperband, grid) on the task's official metric over a heldout split carved
+out of train with a fixed seed (`data.heldout_fraction`); the dev set is
 only reported, never selected on. `DistillTuner` subclasses `keras_tuner.Tuner`
 and runs our stages in `run_trial` (keras-tuner's own `fit` path is Keras 3;
 ours is tf-keras). A rerun resumes: keras-tuner reloads its oracle from
@@ -19,16 +19,16 @@ Writes OUTPUT/trials.csv, OUTPUT/summary.md and OUTPUT/objective.png.
 from __future__ import annotations
 
 import csv
+import io
 import os
 import time
 
 import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
 import keras_tuner
 
-from distill import config as config_lib, data, records, tasks
+from distill import config as config_lib, data, preflight, rundir, store, tasks
 from distill.errors import UserError
 from pipelines import evaluate, glue
-from teachers import label
 
 ORACLES = {
     "random": keras_tuner.oracles.RandomSearchOracle,
@@ -77,7 +77,7 @@ def declare(hp: keras_tuner.HyperParameters, key: str, spec) -> None:
 
 def trial_config(base: config_lib.Config, values: dict, shared: str) -> config_lib.Config:
     """The run config of one trial: the base with the trial's values, the shared teacher/store."""
-    settings = glue.shared_settings(base, shared)
+    settings = glue.shared_settings(shared)
     for key, value in values.items():
         if key == "tuner/epochs":  # Hyperband's budget for this trial.
             settings["student.distill.epochs"] = float(value)
@@ -96,8 +96,8 @@ class DistillTuner(keras_tuner.Tuner):
 
     def run_trial(self, trial, *args, **kwargs):
         cfg = trial_config(self.base, trial.hyperparameters.values, self.shared)
-        run_dir = os.path.join(self.output, "trials", trial.trial_id)
-        glue.prepare(cfg, run_dir)
+        run_dir = trial_dir(self.output, trial.trial_id)
+        rundir.check_writable(run_dir)
         t0 = time.time()
         for stage in cfg.student.stages:
             glue.run_stage(stage, cfg, run_dir)
@@ -106,7 +106,7 @@ class DistillTuner(keras_tuner.Tuner):
         result = {"trial_id": trial.trial_id, "values": trial.hyperparameters.values,
                   "heldout": heldout, "seconds": round(time.time() - t0, 1),
                   "tuner_id": self.tuner_id, "pid": os.getpid()}
-        records.write_json_atomic(os.path.join(run_dir, "trial.json"), result)
+        rundir.write_json_atomic(os.path.join(run_dir, "trial.json"), result)
         return {"score": heldout["score"]}
 
     # Our models live in the trial directories; keras-tuner's model saving is not used.
@@ -115,6 +115,11 @@ class DistillTuner(keras_tuner.Tuner):
 
     def load_model(self, trial):
         raise NotImplementedError("load a trial's student from OUTPUT/trials/<id>/student")
+
+
+def trial_dir(output: str, trial_id: str) -> str:
+    """A trial's own run directory: OUTPUT/trials/<id>."""
+    return os.path.join(output, "trials", trial_id)
 
 
 def make_tuner(cfg: config_lib.Config, output: str) -> DistillTuner:
@@ -140,11 +145,13 @@ def _is_worker() -> bool:
 
 def run(cfg: config_lib.Config, output: str) -> dict | None:
     """Runs (or resumes, or joins) the sweep; the chief or single process writes the summary."""
-    if cfg.data.validation_fraction <= 0:
-        cfg = config_lib.override(cfg, {"data.validation_fraction": 0.1})
+    if cfg.data.heldout_fraction <= 0:
+        cfg = config_lib.override(cfg, {"data.heldout_fraction": 0.1})
     shared = os.path.join(output, "shared")
+    space(cfg)  # A bad search space is refused before the teacher trains, too.
+    preflight.check(cfg, shared)
     if _is_worker():  # The chief makes the teacher and store; workers wait for them.
-        records.wait_complete(label.store_path(cfg, shared))
+        store.wait_complete(rundir.RunDir(shared).store)
     else:
         glue.shared_store(cfg, shared)
     tuner = make_tuner(cfg, output)
@@ -158,7 +165,7 @@ def best_dev_scores(cfg: config_lib.Config, tuner: DistillTuner, trial_id: str) 
     """The dev scores of one trial: reported for the best trial only, never selected on."""
     trial = tuner.oracle.trials[trial_id]
     trial_cfg = trial_config(cfg, trial.hyperparameters.values, tuner.shared)
-    run_dir = os.path.join(tuner.output, "trials", trial_id)
+    run_dir = trial_dir(tuner.output, trial_id)
     return {f"dev_{s.name}": evaluate.score(trial_cfg, run_dir, "student", s.name)["score"]
             for s in tasks.get(cfg.task).dev_splits}
 
@@ -176,21 +183,23 @@ def write_outputs(cfg: config_lib.Config, tuner: DistillTuner, output: str) -> d
     if best:
         best.update(best_dev_scores(cfg, tuner, best["trial_id"]))
     keys = list(dict.fromkeys(k for r in rows for k in r))
-    with open(os.path.join(output, "trials.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
-    manifest = records.load_manifest(label.store_path(cfg, os.path.join(output, "shared")))
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(rows)
+    rundir.write_text_atomic(os.path.join(output, "trials.csv"), table.getvalue())
+    shared_store = rundir.RunDir(os.path.join(output, "shared")).store
+    manifest = store.load_manifest(shared_store)
     _plot(done, os.path.join(output, "objective.png"))
     lines = [f"# Sweep: {cfg.task}, {cfg.sweep.oracle} search", "",
              f"- {len(done)} of {len(rows)} trials finished; objective: the task score on a "
-             f"validation split of {cfg.data.validation_fraction:.0%} carved from train "
-             f"(seed {cfg.data.validation_seed}); the dev set is reported for the best trial "
+             f"heldout split of {cfg.data.heldout_fraction:.0%} carved from train "
+             f"(seed {cfg.data.heldout_seed}); the dev set is reported for the best trial "
              f"only and never selected on.",
              f"- Teacher passes: 1 (every trial reads the shared store of "
-             f"{manifest['examples']} soft labels in {output}/shared/soft_labels).", ""]
+             f"{manifest['examples']} soft labels in {shared_store}).", ""]
     if best:
-        lines += ["## Best trial", "", f"- trial {best['trial_id']}: validation score "
+        lines += ["## Best trial", "", f"- trial {best['trial_id']}: heldout score "
                   f"{best['score']:.4f}; " + ", ".join(f"{k} {v:.4f}" for k, v in best.items()
                                                        if k.startswith("dev_")),
                   "- hyperparameters: " + ", ".join(
@@ -198,8 +207,7 @@ def write_outputs(cfg: config_lib.Config, tuner: DistillTuner, output: str) -> d
                       if k not in ("trial_id", "status", "score") and not k.startswith("dev_")), ""]
     lines += ["## All trials", "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(_cell(r.get(k)) for k in keys) + " |" for r in rows]
-    with open(os.path.join(output, "summary.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
+    rundir.write_text_atomic(os.path.join(output, "summary.md"), "\n".join(lines) + "\n")
     return {"trials": rows, "best": best}
 
 
@@ -226,7 +234,7 @@ def _plot(rows: list[dict], path: str) -> None:
         if numeric and name.endswith("learning_rate"):
             ax.set_xscale("log")
         ax.set_xlabel(name)
-        ax.set_ylabel("validation score")
+        ax.set_ylabel("heldout score")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    rundir.write_file_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100))
     plt.close(fig)

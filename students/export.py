@@ -8,7 +8,7 @@ returns `probabilities` [batch, classes], `label` (the predicted label name) and
 `label_names` [batch, classes], or `score` for STS-B. Load it with plain
 `tf.saved_model.load` after `import tensorflow_text`; this project need not be
 installed. The export checks itself against the run's own dev predictions and
-records its size and latency in RUN/serving.json and RUN/report.md.
+records its size and latency in RUN/serving.json (which RUN/report.md shows).
 """
 from __future__ import annotations
 
@@ -20,26 +20,25 @@ import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
 import numpy as np
 import tensorflow as tf
 
-from distill import config as config_lib, data, encoders, records, tasks, text
+from distill import config as config_lib, data, encoders, rundir, tasks, text
 from distill.errors import UserError
-from pipelines import evaluate, report
 
 
 def build(cfg: config_lib.Config, run_dir: str) -> tuple[tf.Module, object]:
     """The serving module and its signature function."""
     task = tasks.get(cfg.task)
-    classifier_dir = evaluate.student_model_path(cfg, run_dir)
+    classifier_dir = rundir.RunDir(run_dir, cfg).student_model
     if not os.path.isdir(classifier_dir):
         raise UserError(f"{classifier_dir} does not exist; run the student stages first.")
     module = tf.Module()
     module.classifier = tf.saved_model.load(classifier_dir)
-    module.preprocessor = text.load(cfg.student.preprocessor, cfg.student.lower_case)
-    encoder = text.Encoder(module.preprocessor, cfg.student.seq_length, task.is_pair)
+    packer = text.packer(cfg.student, task.is_pair)
+    module.preprocessor = packer.preprocessor  # Tracked, so the SavedModel carries its vocab.
     classify = module.classifier.signatures["serving_default"]
     label_names = tf.constant(task.label_names or ["score"])
 
     def outputs(text_a, text_b):
-        inputs = encoder({"text_a": text_a, "text_b": text_b})
+        inputs = packer({"text_a": text_a, "text_b": text_b})
         logits = classify(**{n: inputs[n] for n in encoders.INPUT_NAMES})["logits"]
         if task.is_regression:
             return {"score": logits[:, 0]}
@@ -74,13 +73,13 @@ def _latency_ms(fn, texts: list[str], pair: bool, repeats: int = 20) -> float:
 
 def run(run_dir: str, output: str) -> dict:
     """Exports the run's final student to `output`, checks it, and records size and latency."""
-    config_path = os.path.join(run_dir, "config.yaml")
+    config_path = rundir.RunDir(run_dir).config
     if not os.path.isfile(config_path):
         raise UserError(f"{run_dir} has no config.yaml; expected a directory made by `distill run`.")
     cfg = config_lib.load(config_path)
     task = tasks.get(cfg.task)
     module, serve = build(cfg, run_dir)
-    records.replace_dir(output, lambda tmp: tf.saved_model.save(
+    rundir.replace_dir(output, lambda tmp: tf.saved_model.save(
         module, tmp, signatures={"serving_default": serve}))
 
     fn = tf.saved_model.load(output).signatures["serving_default"]
@@ -88,7 +87,8 @@ def run(run_dir: str, output: str) -> dict:
     dev = list(data.labeled(cfg.data, task, split).get_tfdata().as_numpy_iterator())
     texts_a = [ex["text_a"].decode() for ex in dev]
     check = {}
-    predictions = os.path.join(run_dir, "predictions", f"student-{split}.npz")
+    paths = rundir.RunDir(run_dir, cfg)
+    predictions = paths.predictions("student", split)
     if os.path.isfile(predictions):
         expected = np.load(predictions)["logits"]
         got = []
@@ -109,9 +109,7 @@ def run(run_dir: str, output: str) -> dict:
                "latency_ms_batch_1": _latency_ms(fn, texts_a[:1], task.is_pair),
                "latency_ms_batch_32": _latency_ms(fn, (texts_a * 32)[:32], task.is_pair),
                "check_against_evaluation": check}
-    records.write_json_atomic(os.path.join(run_dir, "serving.json"), summary)
-    if os.path.isfile(os.path.join(run_dir, "metrics.json")):
-        report.run(cfg, run_dir)
+    rundir.write_json_atomic(paths.serving, summary)
     print(f"[export] {output}: {size / 1e6:.1f} MB, latency {summary['latency_ms_batch_1']} ms "
           f"(batch 1), {summary['latency_ms_batch_32']} ms (batch 32); check {check}")
     return summary

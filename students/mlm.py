@@ -15,7 +15,6 @@ the pipeline runs it as its first stage when `student.mlm.data` is set.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 
@@ -25,8 +24,7 @@ import tensorflow_hub as hub
 import tensorflow_text as tf_text
 import tf_keras as keras
 
-from distill import (artifacts, config as config_lib, data, distribute, encoders, records, text,
-                     training)
+from distill import config as config_lib, data, distribute, encoders, rundir, text, training
 from distill.errors import UserError
 
 MLM_INPUTS = (*encoders.INPUT_NAMES, "masked_lm_positions")
@@ -43,8 +41,8 @@ def _special_ids(vocab_file: str) -> dict:
 class Masker:
     """Raw text batches -> masked encoder inputs with `masked_lm_{positions,ids,weights}`."""
 
-    def __init__(self, preprocessor, vocab_file: str, seq_length: int = 128,
-                 max_predictions: int = 20, selection_rate: float = 0.15):
+    def __init__(self, preprocessor, vocab_file: str, seq_length: int, max_predictions: int,
+                 selection_rate: float = 0.15):
         ids = _special_ids(vocab_file)
         self.preprocessor, self.ids = preprocessor, ids
         self.seq_length, self.max_predictions = seq_length, max_predictions
@@ -108,15 +106,20 @@ def heldout_loss(model, batches) -> float:
     return total / max(count, 1.0)
 
 
-def train(handle: str, paths: list[str], output: str, schedule: training.Schedule,
-          seq_length: int = 128, max_predictions: int = 20, heldout: float = 0.05,
-          seed: int = 0) -> dict:
-    """Continues MLM training of `handle` on `paths`; exports OUTPUT/encoder. Returns a summary."""
+def train(handle: str, text_files: list[str], encoder_dir: str, workdir: str,
+          mlm: config_lib.MLMConfig, seed: int) -> dict:
+    """Continues MLM training of `handle` on `text_files` as `mlm` says; exports `encoder_dir`.
+
+    Checkpoints and TensorBoard logs go to `workdir`, so a rerun resumes.
+
+    Returns a summary (held-out MLM loss before and after, steps, the encoder's path).
+    """
+    schedule, seq_length, max_predictions = mlm.train, mlm.seq_length, mlm.max_predictions
     loaded, model = _load_mlm(handle)
     vocab = loaded.vocab_file.asset_path.numpy().decode()
     preprocessor = text.WordPiecePreprocessor(vocab, bool(loaded.do_lower_case.numpy()))
-    lines, count = data.plain_lines(paths)
-    n_heldout = max(1, int(count * heldout))
+    lines, count = data.plain_lines(text_files)
+    n_heldout = max(1, int(count * mlm.heldout))
     masker = Masker(preprocessor, vocab, seq_length, max_predictions)
 
     def heldout_batches():
@@ -125,16 +128,16 @@ def train(handle: str, paths: list[str], output: str, schedule: training.Schedul
 
     def make_dataset(epoch):
         return (lines.take(count - n_heldout)
-                .shuffle(10_000, seed=seed * 1000 + epoch, reshuffle_each_iteration=False)
+                .shuffle(10_000, seed=training.epoch_seed(seed, epoch),
+                         reshuffle_each_iteration=False)
                 .batch(schedule.batch_size).map(masker, num_parallel_calls=tf.data.AUTOTUNE)
                 .prefetch(tf.data.AUTOTUNE))
 
     before = heldout_loss(model, heldout_batches())
     summary = training.fit(model, make_dataset, count - n_heldout, mlm_loss, schedule,
-                           os.path.join(output, "train"), desc="mlm", input_names=MLM_INPUTS)
+                           workdir, desc="mlm", input_names=MLM_INPUTS)
     after = heldout_loss(model, heldout_batches())
     print(f"[mlm] held-out MLM loss {before:.4f} -> {after:.4f} ({n_heldout} texts)")
-    path = os.path.join(output, "encoder")
     source_config = os.path.join(handle, "bert_config.json")
 
     def write(tmp):
@@ -142,29 +145,18 @@ def train(handle: str, paths: list[str], output: str, schedule: training.Schedul
         if os.path.isfile(source_config):
             shutil.copyfile(source_config, os.path.join(tmp, "bert_config.json"))
 
-    with distribute.writes_to(path) as target:
-        records.replace_dir(target, write)
+    with distribute.writes_to(encoder_dir) as target:
+        rundir.replace_dir(target, write)
     summary.update({"heldout_loss_before": before, "heldout_loss_after": after,
-                    "texts": count, "heldout_texts": n_heldout, "encoder": path})
-    with open(os.path.join(output, "mlm.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+                    "texts": count, "heldout_texts": n_heldout, "encoder": encoder_dir})
     return summary
-
-
-def encoder_path(run_dir: str) -> str:
-    return os.path.join(run_dir, "student", "mlm", "encoder")
 
 
 def run(cfg: config_lib.Config, run_dir: str) -> dict:
     """The pipeline stage: MLM on `student.mlm.data`, before distillation."""
-    out = os.path.join(run_dir, "student", "mlm")
+    paths = rundir.RunDir(run_dir, cfg)
     inputs = {"encoder": cfg.student.encoder, "seed": cfg.seed,
               "mlm": config_lib.to_dict(cfg)["student"]["mlm"]}
-    done = artifacts.begin(out, inputs)
-    if done:
-        print(f"[mlm] complete in {out}; skipping")
-        return done
-    m = cfg.student.mlm
-    summary = train(cfg.student.encoder, m.data, out, m.train, m.seq_length, m.max_predictions,
-                    m.heldout, cfg.seed)
-    return artifacts.finish(out, inputs, summary)
+    return rundir.stage("mlm", paths.stage_dir("mlm"), inputs, lambda: train(
+        cfg.student.encoder, cfg.student.mlm.data, paths.mlm_encoder, paths.workdir("mlm"),
+        cfg.student.mlm, cfg.seed))

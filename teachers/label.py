@@ -1,7 +1,7 @@
 """Stage 2: the teacher labels the transfer data D_T into the soft-label store.
 
     distill label CONFIG --output RUN [--worker W --num-workers N]
-Writes RUN/soft_labels/ (see distill/records.py and DESIGN.md). Examples are
+Writes RUN/store/ (see distill/store.py and DESIGN.md). Examples are
 tokenized in the tf.data pipeline and sorted by length within windows, so the
 teacher never pays for padding; the store keeps the input order. Shards are
 written whole or not at all, so a rerun after a crash redoes only the missing
@@ -10,22 +10,14 @@ ones; worker w of N writes shards k = w (mod N).
 from __future__ import annotations
 
 import itertools
-import os
 
 import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
 import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from distill import (artifacts, config as config_lib, data, distribute, encoders, models, records,
-                     tasks, text)
-from teachers import finetune
-
-
-def store_path(cfg: config_lib.Config, run_dir: str) -> str:
-    """The run's own store, or the shared one that `data.soft_labels` names."""
-    return cfg.data.soft_labels or os.path.join(run_dir, "soft_labels")
-
+from distill import (config as config_lib, data, distribute, encoders, models, rundir, store as
+                     store_lib, tasks, text, transfer)
 
 WINDOW_BATCHES = 16  # Examples are sorted by length within windows of 16 batches.
 # A generous bound on a record's size on disk (text, logits, framing), for the free-space check.
@@ -63,10 +55,10 @@ def shard_windows(ds: tf.data.Dataset, slices: list[tuple[int, int]], window: in
             .map(lambda _, batch: batch))
 
 
-def encoded_windows(ds: tf.data.Dataset, encoder: text.Encoder):
+def encoded_windows(ds: tf.data.Dataset, packer: text.Packer):
     """Windows of examples, tokenized in the input pipeline, as numpy dicts (raw text kept)."""
     def encode(batch):
-        return {**batch, **encoder(batch)}
+        return {**batch, **packer(batch)}
 
     for window in ds.map(encode, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2):
         yield {k: v.numpy() for k, v in window.items()}
@@ -93,10 +85,10 @@ def bucketed_logits(fn, window: dict, batch_size: int, multiple: int = 8) -> np.
     return out
 
 
-def producer(cfg: config_lib.Config, run_dir: str, source: data.Source) -> dict:
-    """What identifies a store: task, teacher, tokenizer and transfer data."""
+def producer(cfg: config_lib.Config, teacher: dict, source: data.Source, filters: dict) -> dict:
+    """What identifies a store: task, teacher (its stage's done record), tokenizer and
+    transfer data, with each source's counts through the filters (`transfer.build`)."""
     task = tasks.get(cfg.task)
-    teacher = artifacts.done_record(os.path.join(run_dir, "teacher"))
     return {
         "task": task.name,
         "task_type": "regression" if task.is_regression else "classification",
@@ -106,23 +98,27 @@ def producer(cfg: config_lib.Config, run_dir: str, source: data.Source) -> dict:
         "preprocessor": {**text.fingerprint(cfg.teacher.preprocessor, cfg.teacher.lower_case),
                          "seq_length": cfg.teacher.seq_length},
         "precision": cfg.precision,
-        "source": {"labeled": cfg.data.labeled, "transfer": list(cfg.data.transfer),
+        "source": {**data.labeled_inputs(cfg.data), "transfer": list(cfg.data.transfer),
                    "max_transfer_examples": cfg.data.max_transfer_examples,
-                   "validation_fraction": cfg.data.validation_fraction,
-                   "validation_seed": cfg.data.validation_seed, "examples": source.total_examples},
+                   "examples": source.total_examples, **filters},
     }
 
 
 def run(cfg: config_lib.Config, run_dir: str, worker: int = 0, num_workers: int = 1) -> dict:
+    """Labels this worker's pending shards; the store's manifest is the stage's bookkeeping
+    (shard by shard, since workers share it), so a rerun checks and redoes only what is
+    missing or corrupt."""
     task = tasks.get(cfg.task)
-    if cfg.data.soft_labels:
-        manifest = records.check(cfg.data.soft_labels, expect={"task": task.name})
-        print(f"[label] reusing the store {cfg.data.soft_labels} ({manifest['examples']} "
+    paths = rundir.RunDir(run_dir, cfg)
+    store = paths.store
+    if cfg.data.store:
+        manifest = store_lib.check(store, expect={"task": task.name})
+        print(f"[label] reusing the store {store} ({manifest['examples']} "
               f"examples, teacher {manifest['teacher']['encoder']}); skipping")
         return manifest
-    source = data.transfer(cfg.data, task)
-    store = store_path(cfg, run_dir)
-    writer = records.Writer(store, producer(cfg, run_dir, source), source.total_examples,
+    teacher = rundir.done_record(paths.stage_dir("teacher"))  # Before reading any data.
+    source, filters = transfer.build(cfg.data, task)
+    writer = store_lib.Writer(store, producer(cfg, teacher, source, filters), source.total_examples,
                             cfg.teacher.shard_size, task.num_outputs, task.is_regression,
                             bytes_per_record=BYTES_PER_RECORD)
     pending = writer.pending(worker, num_workers)
@@ -131,10 +127,9 @@ def run(cfg: config_lib.Config, run_dir: str, worker: int = 0, num_workers: int 
         return writer.manifest
     slices = [writer.slice(k) for k in pending]
     todo = sum(count for _, count in slices)
-    teacher, _ = models.load(finetune.model_path(cfg, run_dir))
+    teacher, _ = models.load(paths.teacher_model)
     teacher = distribute.split_batches(teacher)
-    encoder = text.Encoder(text.load(cfg.teacher.preprocessor, cfg.teacher.lower_case),
-                           cfg.teacher.seq_length, task.is_pair)
+    packer = text.packer(cfg.teacher, task.is_pair)
     print(f"[label] {source.total_examples} transfer examples in {len(writer.manifest['shards'])} "
           f"shards; {len(pending)} to write ({todo} examples) into {store}")
     batch_size = cfg.teacher.label_batch_size
@@ -142,7 +137,7 @@ def run(cfg: config_lib.Config, run_dir: str, worker: int = 0, num_workers: int 
     bar = tqdm(total=todo, desc="label", unit="ex", dynamic_ncols=True, mininterval=1.0)
 
     def labeled_examples():
-        for window in encoded_windows(windows, encoder):
+        for window in encoded_windows(windows, packer):
             logits = bucketed_logits(teacher, window, batch_size)
             for i in range(len(logits)):
                 yield {"id": window["id"][i], "text_a": window["text_a"][i],

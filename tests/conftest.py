@@ -7,15 +7,51 @@ from __future__ import annotations
 
 import os
 import pathlib
+import subprocess
+import sys
 
 import pytest
 
 import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
 from distill import encoders, text
 
+ROOT = str(pathlib.Path(__file__).resolve().parents[1])
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "good", "bad", "movie", "##s",
          "not", "very"]
+
+
+def run_cli(*args: str, env: dict | None = None, wait: bool = True, output=subprocess.PIPE,
+            preexec_fn=None, timeout: float = 600):
+    """Runs the `distill` command in a process of its own, from the repository root.
+
+    Returns the finished `subprocess.CompletedProcess` (text stdout/stderr), or with
+    `wait=False` the running `Popen` (stdout and stderr merged into `output`).
+    """
+    command = [sys.executable, "-m", "pipelines.cli", *args]
+    env = {**os.environ, **(env or {})}
+    if not wait:
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=output,
+                                stderr=subprocess.STDOUT, text=True)
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout, preexec_fn=preexec_fn)
+
+
+def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    """`result`, after checking that the command succeeded (else its stderr's end)."""
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def assert_clean_error(result: subprocess.CompletedProcess, message: str) -> str:
+    """Exit status 2 and exactly one `distill: error:` line holding `message`; no traceback.
+
+    Returns the error line."""
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("distill: error:")]
+    assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]
+    return errors[0]
 
 
 def needs_shared(*parts: str) -> pathlib.Path:

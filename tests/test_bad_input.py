@@ -13,7 +13,7 @@ import shutil
 import pytest
 
 from conftest import write
-from distill import cli
+from pipelines import cli
 
 SST2_HEADER = "sentence\tlabel"
 
@@ -109,33 +109,34 @@ def test_non_numeric_regression_target(prepared, small_task, tmp_path, capsys):
     data_dir = glue_dir(tmp_path, ["0\tmain\tf\t2012\t1\ts\ts\tA man sings.\tA man sings.\thigh"],
                         name="STS-B", header=header)
     run = tmp_path / "run"
-    refused(teacher_on(data_dir, run, small_task, "--set", "task=stsb", "--set", "student.loss=mse"),
+    refused(teacher_on(data_dir, run, small_task, "--set", "task=stsb", "--set", "student.distill.loss=mse"),
             f"{data_dir}/train.tsv:2: label 'high' is not a number", capsys, run)
 
 
 def test_unknown_task(prepared, small_task, capsys):
-    refused(["train", "configs/demo.yaml", "--output", prepared, *small_task["sets"],
+    refused(["distill", "configs/demo.yaml", "--output", prepared, *small_task["sets"],
              "--set", "task=sst3"], "Unknown task 'sst3'", capsys, prepared)
 
 
 def test_config_key_that_does_not_exist(prepared, small_task, capsys):
-    refused(["train", "configs/demo.yaml", "--output", prepared, *small_task["sets"],
-             "--set", "student.temprature=2"],
-            "Config key 'student.temprature' does not exist. Did you mean 'student.temperature'?",
+    refused(["distill", "configs/demo.yaml", "--output", prepared, *small_task["sets"],
+             "--set", "student.distill.temprature=2"],
+            "Config key 'student.distill.temprature' does not exist. Did you mean "
+            "'student.distill.temperature'?",
             capsys, prepared)
 
 
 def test_seq_length_too_small_for_a_pair(prepared, small_task, capsys):
-    refused(["train", "configs/demo.yaml", "--output", prepared, *small_task["sets"],
+    refused(["distill", "configs/demo.yaml", "--output", prepared, *small_task["sets"],
              "--set", "task=rte", "--set", "student.seq_length=4"],
             "student.seq_length=4 cannot hold a pair with its [CLS]/[SEP] tokens; expected at "
             "least 5", capsys, prepared)
 
 
 def student_from(run, small_task, store=None, *extra):
-    """`distill train` into `run`, from `store` (default: the run's own)."""
-    return ["train", "configs/demo.yaml", "--output", run, *small_task["sets"],
-            "--set", f"data.soft_labels={store or run / 'soft_labels'}", *extra]
+    """`distill distill` into `run`, from `store` (default: the run's own)."""
+    return ["distill", "configs/demo.yaml", "--output", run, *small_task["sets"],
+            "--set", f"data.store={store or run / 'store'}", *extra]
 
 
 def test_missing_handle(prepared, small_task, tmp_path, capsys):
@@ -165,20 +166,20 @@ def test_vocab_that_does_not_match_the_store(prepared, small_task, tmp_path, cap
     other.write_text(pathlib.Path(small_task["vocab"]).read_text() + "extra\n")
     refused(["label", "configs/demo.yaml", "--output", run, *small_task["sets"],
              "--set", f"teacher.preprocessor={other}"],
-            f"Soft-label store {run}/soft_labels was made by a different producer "
+            f"Soft-label store {run}/store was made by a different producer "
             f"(field 'preprocessor'", capsys, run)
 
 
 def test_store_for_another_task(prepared, small_task, tmp_path, capsys):
     run = fresh_copy(prepared, tmp_path)
     refused(student_from(run, small_task, None, "--set", "task=cola"),
-            f"Soft-label store {run}/soft_labels was made for task = 'sst2'; expected 'cola'",
+            f"Soft-label store {run}/store was made for task = 'sst2'; expected 'cola'",
             capsys, run)
 
 
 def damaged_copy(prepared, tmp_path, damage):
     store = tmp_path / "store"
-    shutil.copytree(prepared / "soft_labels", store)
+    shutil.copytree(prepared / "store", store)
     damage(store)
     return store
 
@@ -220,9 +221,9 @@ def test_damaged_store(damage, message, prepared, small_task, tmp_path, capsys):
 def test_relabeling_rewrites_a_corrupt_shard(prepared, small_task, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(prepared, run)
-    flip_a_bit(run / "soft_labels")
+    flip_a_bit(run / "store")
     assert cli.main(["label", "configs/demo.yaml", "--output", str(run), *small_task["sets"]]) == 0
-    for name in os.listdir(prepared / "soft_labels"):
+    for name in os.listdir(prepared / "store"):
         if not name.startswith("."):
-            assert (run / "soft_labels" / name).read_bytes() == \
-                (prepared / "soft_labels" / name).read_bytes(), name
+            assert (run / "store" / name).read_bytes() == \
+                (prepared / "store" / name).read_bytes(), name

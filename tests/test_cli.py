@@ -1,23 +1,5 @@
 """The command line: bad input is one line on stderr, exit status 2, no traceback, nothing lost."""
-import os
-import subprocess
-import sys
-
-from conftest import write
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def distill_cli(*args):
-    return subprocess.run([sys.executable, "-m", "distill.cli", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
-
-
-def assert_clean_error(result, message):
-    assert result.returncode == 2, result.stderr[-2000:]
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("distill: error:")]
-    assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]
+from conftest import assert_clean_error, run_cli as distill_cli, write
 
 
 def test_missing_config_file(tmp_path):
@@ -29,7 +11,8 @@ def test_unknown_task_and_key(tmp_path):
     assert_clean_error(distill_cli("run", "configs/glue/sst2.yaml", "--output", str(tmp_path),
                                    "--set", "task=mnli2"), "Unknown task 'mnli2'")
     assert_clean_error(distill_cli("run", "configs/glue/sst2.yaml", "--output", str(tmp_path),
-                                   "--set", "studnt.alpha=1"), "Did you mean 'student.alpha'")
+                                   "--set", "studnt.distill.alpha=1"),
+                       "Did you mean 'student.distill.alpha'")
 
 
 def test_malformed_row_stops_before_anything_is_lost(tmp_path, tiny_encoder, vocab_file):
@@ -56,7 +39,19 @@ def test_unloadable_handle(tmp_path, vocab_file):
     assert_clean_error(result, "no_encoder': no such directory")
 
 
-def test_label_before_teacher_says_what_to_run(tmp_path):
+def test_label_before_teacher_says_what_to_run(tmp_path, small_task):
+    run = tmp_path / "run"
+    result = distill_cli("label", "configs/demo.yaml", "--output", str(run), *small_task["sets"])
+    assert_clean_error(result, f"{run}/teacher is not complete; run the teacher stage first")
+    assert not (run / "store").exists()
+
+
+def test_an_empty_transfer_set_is_refused(tmp_path):
     result = distill_cli("label", "configs/demo.yaml", "--output", str(tmp_path / "run"),
                          "--set", "data.transfer=[]")
-    assert_clean_error(result, "transfer set is empty")
+    assert_clean_error(result, "data.transfer: the transfer set is empty")
+
+
+def test_renamed_command_names_the_new_one(tmp_path):
+    result = distill_cli("train", "configs/demo.yaml", "--output", str(tmp_path / "run"))
+    assert_clean_error(result, "the command 'train' was renamed; use `distill distill`")

@@ -48,7 +48,7 @@ def test_tf1_checkpoint_round_trips_exactly(tmp_path):
         np.testing.assert_array_equal(by_name[ours], values[tf1], err_msg=ours)
     # The converted pair works as a hub encoder and preprocessor.
     pre = text.load(str(tmp_path / "out" / "preprocessor"))
-    inputs = text.Encoder(pre, 16)({"text_a": tf.constant(["the good movie"]),
+    inputs = text.Packer(pre, 16)({"text_a": tf.constant(["the good movie"]),
                                     "text_b": tf.constant([""])})
     out = encoders.load(str(tmp_path / "out" / "encoder"))(inputs)
     assert out["pooled_output"].shape == (1, 16)

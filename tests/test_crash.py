@@ -5,31 +5,21 @@ import os
 import resource
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from distill import cli, records
+from conftest import assert_clean_error, ok, run_cli
+from distill import rundir, store as store_lib
+from pipelines import cli
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SLOW_LABELS = ["--set", "teacher.label_batch_size=2"]  # Slow enough to be killed midway.
 
 
 def distill_cli(*args, preexec_fn=None, wait=True):
-    command = [sys.executable, "-m", "distill.cli", *args]
-    if not wait:
-        return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          preexec_fn=preexec_fn)
-
-
-def ok(result):
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
+    return run_cli(*args, preexec_fn=preexec_fn, wait=wait, output=subprocess.DEVNULL)
 
 
 def kill_when(process, condition, timeout=300):
@@ -66,46 +56,44 @@ def reference_store(small_task, tmp_path_factory):
     ok(distill_cli("teacher", "configs/demo.yaml", "--output", str(run), *small_task["sets"]))
     ok(distill_cli("label", "configs/demo.yaml", "--output", str(run), *small_task["sets"],
                    *SLOW_LABELS))
-    return str(run / "soft_labels")
+    return str(run / "store")
 
 
 @pytest.mark.large
 def test_kill_9_while_labeling_then_rerun_gives_the_same_store(small_task, reference_store, tmp_path):
-    run, store = tmp_path / "run", str(tmp_path / "run" / "soft_labels")
+    run, store = tmp_path / "run", str(tmp_path / "run" / "store")
     args = ["configs/demo.yaml", "--output", str(run), *small_task["sets"], *SLOW_LABELS]
     ok(distill_cli("teacher", *args))
     kill_when(distill_cli("label", *args, wait=False), lambda: shards_done(store) >= 2)
 
     # What the crash left: a valid, incomplete manifest whose finished shards are whole.
-    manifest = records.load_manifest(store)
+    manifest = store_lib.load_manifest(store)
     finished = [s for s in manifest["shards"] if "sha256" in s]
     assert not manifest["complete"] and 2 <= len(finished) < 9
     for shard in finished:
-        assert records.sha256(os.path.join(store, shard["file"])) == shard["sha256"]
+        assert store_lib.sha256(os.path.join(store, shard["file"])) == shard["sha256"]
 
     ok(distill_cli("label", *args))
     assert not glob.glob(os.path.join(store, "*.tmp*"))  # The killed run's partial shard is gone.
     assert_same_files(store, reference_store)
-    dataset, _ = records.read(store)
+    dataset, _ = store_lib.read(store)
     ids = [ex["id"] for ex in dataset.as_numpy_iterator()]
     assert len(ids) == len(set(ids)) == 900
 
 
 @pytest.mark.large
 def test_a_full_disk_fails_cleanly_and_the_rerun_finishes(small_task, reference_store, tmp_path):
-    run, store = tmp_path / "run", str(tmp_path / "run" / "soft_labels")
+    run, store = tmp_path / "run", str(tmp_path / "run" / "store")
     args = ["configs/demo.yaml", "--output", str(run), *small_task["sets"], *SLOW_LABELS]
     ok(distill_cli("teacher", *args))
 
     def tiny_disk():  # Files may not grow past 6 kB: a shard (about 9 kB) cannot be written.
         resource.setrlimit(resource.RLIMIT_FSIZE, (6000, 6000))
 
-    full = distill_cli("label", *args, preexec_fn=tiny_disk)
-    assert full.returncode == 2 and "Traceback" not in full.stderr
-    error = [line for line in full.stderr.splitlines() if line.startswith("distill: error:")][0]
+    error = assert_clean_error(distill_cli("label", *args, preexec_fn=tiny_disk), "File too large")
     assert "soft_labels-00000-of-00009.tfrecord" in error and "File too large" in error, error
     assert not glob.glob(os.path.join(store, "*.tmp*"))
-    assert shards_done(store) == 0 and not records.load_manifest(store)["complete"]
+    assert shards_done(store) == 0 and not store_lib.load_manifest(store)["complete"]
 
     ok(distill_cli("label", *args))
     assert_same_files(store, reference_store)
@@ -120,17 +108,17 @@ def weights(checkpoint):
 @pytest.mark.large
 def test_kill_9_while_training_then_rerun_ends_with_the_same_weights(small_task, reference_store,
                                                                      tmp_path):
-    args = [*small_task["sets"], "--set", f"data.soft_labels={reference_store}",
+    args = [*small_task["sets"], "--set", f"data.store={reference_store}",
             "--set", "deterministic=true", "--set", "student.stages=['distill']",
             "--set", "student.distill.epochs=1", "--set", "student.distill.checkpoint_every=5"]
-    ok(distill_cli("train", "configs/demo.yaml", "--output", str(tmp_path / "straight"), *args))
+    ok(distill_cli("distill", "configs/demo.yaml", "--output", str(tmp_path / "straight"), *args))
 
     crashed = tmp_path / "crashed"
     checkpoints = crashed / "student" / "distill" / "train" / "checkpoints"
-    kill_when(distill_cli("train", "configs/demo.yaml", "--output", str(crashed), *args, wait=False),
+    kill_when(distill_cli("distill", "configs/demo.yaml", "--output", str(crashed), *args, wait=False),
               lambda: tf.train.latest_checkpoint(str(checkpoints)) is not None)
     assert not (crashed / "student" / "distill" / "done.json").exists()
-    resumed = ok(distill_cli("train", "configs/demo.yaml", "--output", str(crashed), *args))
+    resumed = ok(distill_cli("distill", "configs/demo.yaml", "--output", str(crashed), *args))
     assert "resuming from" in resumed.stderr + resumed.stdout
 
     summary = json.loads((crashed / "student" / "distill" / "done.json").read_text())["summary"]
@@ -147,14 +135,14 @@ def test_too_little_disk_space_is_refused_before_labeling(small_task, tmp_path, 
     args = ["configs/demo.yaml", "--output", str(run), *small_task["sets"]]
     assert cli.main(["teacher", *args]) == 0
     before = sorted(p.relative_to(run) for p in run.rglob("*"))
-    real = records.shutil.disk_usage
-    monkeypatch.setattr(records.shutil, "disk_usage",
+    real = rundir.shutil.disk_usage
+    monkeypatch.setattr(rundir.shutil, "disk_usage",
                         lambda path: real(path)._replace(free=1 << 20))  # 1 MiB left.
     assert cli.main(["label", *args]) == 2
     error = capsys.readouterr().err
     assert "1 MiB free on its disk; this stage writes about 2 MiB" in error, error
-    assert not (run / "soft_labels" / "soft_labels-00000-of-00009.tfrecord").exists()
-    assert sorted(p.relative_to(run) for p in run.rglob("*") if "soft_labels" not in p.parts) == before
+    assert not (run / "store" / "soft_labels-00000-of-00009.tfrecord").exists()
+    assert sorted(p.relative_to(run) for p in run.rglob("*") if "store" not in p.parts) == before
 
 
 def test_an_unwritable_output_is_refused_before_work(small_task, tmp_path, capsys):

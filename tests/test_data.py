@@ -145,16 +145,16 @@ def test_limit_and_concatenation_keep_order(tmp_path):
     assert [r["id"] for r in rows(both)] == ["a.txt/1", "a.txt/2", "b.txt/1"]
 
 
-def test_validation_split_is_seeded_and_disjoint(tmp_path):
+def test_heldout_split_is_seeded_and_disjoint(tmp_path):
     path = write(tmp_path / "t.txt", [f"text {i}" for i in range(50)])
     source = data.get(f"text:{path}", tasks.get("sst2"))
-    train, val = data.validation_split(source, 0.2, seed=3)
+    train, val = data.heldout_split(source, 0.2, seed=3)
     train_ids = {r["id"] for r in rows(train)}
     val_ids = {r["id"] for r in rows(val)}
     assert (len(train_ids), len(val_ids)) == (40, 10) == (train.total_examples, val.total_examples)
     assert not train_ids & val_ids
-    assert val_ids == {r["id"] for r in rows(data.validation_split(source, 0.2, seed=3)[1])}
-    assert val_ids != {r["id"] for r in rows(data.validation_split(source, 0.2, seed=4)[1])}
+    assert val_ids == {r["id"] for r in rows(data.heldout_split(source, 0.2, seed=3)[1])}
+    assert val_ids != {r["id"] for r in rows(data.heldout_split(source, 0.2, seed=4)[1])}
 
 
 def test_tfds_reader_under_mock_data():

@@ -3,31 +3,24 @@ import glob
 import json
 import os
 import socket
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
+from conftest import ok, run_cli
 from distill import distribute, encoders
 from distill.config import Config
 from distill.errors import UserError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = ["--set", "student.stages=['distill']", "--set", "student.distill.epochs=1",
          "--set", "student.distill.batch_size=32", "--set", "student.distill.dropout=0.0"]
 
 
 def distill_cli(*args, env=None, wait=True):
-    command = [sys.executable, "-m", "distill.cli", *args]
-    env = {**os.environ, **(env or {})}
-    if not wait:
-        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
+    """The command, which must succeed (or, with wait=False, the running process)."""
+    result = run_cli(*args, env=env, wait=wait)
+    return ok(result) if wait else result
 
 
 def loss_curve(stage_dir):
@@ -41,9 +34,9 @@ def loss_curve(stage_dir):
 
 
 def store_logits(store):
-    from distill import records
+    from distill import store as store_lib
 
-    dataset, _ = records.read(store)
+    dataset, _ = store_lib.read(store)
     return np.stack([ex["logits"] for ex in dataset.as_numpy_iterator()])
 
 
@@ -65,8 +58,8 @@ def test_mirrored_and_bfloat16_give_the_loss_curve_of_one_device(small_task, no_
                       "--set", "distribute.strategy=mirrored", "--set", "distribute.cpu_devices=2")
     assert "global batch 32 over 2 replicas (MirroredStrategy)" in two.stdout + two.stderr
     # Labeling split across the replicas gives the same soft labels.
-    np.testing.assert_allclose(store_logits(str(tmp_path / "two" / "soft_labels")),
-                               store_logits(str(tmp_path / "one" / "soft_labels")), atol=1e-5)
+    np.testing.assert_allclose(store_logits(str(tmp_path / "two" / "store")),
+                               store_logits(str(tmp_path / "one" / "store")), atol=1e-5)
     one_curve = loss_curve(str(tmp_path / "one" / "student" / "distill"))
     two_curve = loss_curve(str(tmp_path / "two" / "student" / "distill"))
     assert sorted(one_curve) == sorted(two_curve) and len(one_curve) >= 3
@@ -100,7 +93,7 @@ def test_multi_worker_trains_a_student_with_two_processes(small_task, no_dropout
     distill_cli("teacher", "configs/demo.yaml", "--output", str(run), *sets)
     distill_cli("label", "configs/demo.yaml", "--output", str(run), *sets)
     cluster = {"worker": [f"localhost:{p}" for p in free_ports(2)]}
-    workers = [distill_cli("train", "configs/demo.yaml", "--output", str(run), *sets,
+    workers = [distill_cli("distill", "configs/demo.yaml", "--output", str(run), *sets,
                            "--set", "distribute.strategy=multi_worker", wait=False,
                            env={"TF_CONFIG": json.dumps({"cluster": cluster,
                                                          "task": {"type": "worker", "index": i}})})
@@ -126,7 +119,7 @@ def test_two_label_worker_processes_make_the_store_of_one(small_task, tmp_path):
                for w in range(2)]
     outputs = [w.communicate(timeout=600)[0] for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
-    one, two = tmp_path / "one" / "soft_labels", tmp_path / "two" / "soft_labels"
+    one, two = tmp_path / "one" / "store", tmp_path / "two" / "store"
     names = sorted(p.name for p in one.iterdir() if not p.name.startswith("."))
     assert names == sorted(p.name for p in two.iterdir() if not p.name.startswith("."))
     assert len(names) == 10  # 9 shards and the manifest.

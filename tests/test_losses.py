@@ -35,7 +35,7 @@ def test_kl(temperature):
 
 
 def test_mse():
-    np.testing.assert_allclose(losses.mse(S[:, :1], T[:, :1]), (S[:, 0] - T[:, 0]) ** 2, rtol=1e-6)
+    np.testing.assert_allclose(losses.mse(S[:, :1], T[:, :1], 1.0), (S[:, 0] - T[:, 0]) ** 2, rtol=1e-6)
 
 
 def test_hard_losses():
@@ -49,7 +49,8 @@ def test_hard_losses():
 
 def test_total_mixes_by_alpha_over_known_labels_only():
     labels = np.array([0, -1, 1, -1, 2])
-    loss, parts = losses.total(S, T, labels, alpha=0.25, temperature=2.0)
+    loss, parts = losses.total(S, T, labels, loss="soft_ce", alpha=0.25, temperature=2.0,
+                               regression=False)
     distill_part = np.mean(4.0 * -(softmax(T / 2) * np.log(softmax(S / 2))).sum(-1))
     known = labels >= 0
     hard_part = np.mean(-np.log(softmax(S)[np.arange(5), np.maximum(labels, 0)])[known])
@@ -60,7 +61,8 @@ def test_total_mixes_by_alpha_over_known_labels_only():
 
 def test_total_regression_ignores_nan_labels():
     labels = np.array([1.0, np.nan, 2.0, np.nan, np.nan], np.float32)
-    loss, parts = losses.total(S[:, :1], T[:, :1], labels, loss="mse", alpha=0.5, regression=True)
+    loss, parts = losses.total(S[:, :1], T[:, :1], labels, loss="mse", temperature=1.0, alpha=0.5,
+                               regression=True)
     hard_part = np.mean(((S[:, 0] - np.nan_to_num(labels)) ** 2)[~np.isnan(labels)])
     np.testing.assert_allclose(parts["hard"], hard_part, rtol=1e-5)
     assert np.isfinite(loss.numpy())

@@ -8,6 +8,7 @@ import tensorflow_hub as hub
 
 from conftest import needs_shared, write
 from distill import encoders, text, training
+from distill.config import MLMConfig
 from students import mlm
 
 SPECIAL = list(text.SPECIAL_TOKENS)
@@ -59,9 +60,9 @@ def test_learns_that_one_token_always_follows_another(tmp_path):
     cfg = encoders.BertConfig(num_layers=2, hidden_size=32, num_heads=2, vocab_size=len(SPECIAL) + 22,
                               max_position=32)
     handle = encoders.export_random(str(tmp_path / "enc"), cfg, vocab)
-    summary = mlm.train(handle, [corpus], str(tmp_path / "out"),
-                        training.Schedule(epochs=3, batch_size=32, learning_rate=2e-3, warmup=0.05),
-                        seq_length=16, max_predictions=4)
+    summary = mlm.train(handle, [corpus], str(tmp_path / "encoder"), str(tmp_path / "train"),
+                        MLMConfig(seq_length=16, max_predictions=4, train=training.Schedule(
+                            epochs=5, batch_size=32, learning_rate=2e-3, warmup=0.05)), seed=0)
     assert summary["heldout_loss_after"] < summary["heldout_loss_before"]
 
     trained = hub.load(summary["encoder"])
@@ -87,9 +88,9 @@ def test_heldout_loss_falls_on_real_text_and_export_is_hub_format(tmp_path):
     size = len(open(vocab).read().splitlines())
     handle = encoders.export_random(str(tmp_path / "enc"), encoders.BertConfig(
         num_layers=1, hidden_size=32, num_heads=2, vocab_size=size, max_position=64), vocab)
-    summary = mlm.train(handle, [corpus], str(tmp_path / "out"),
-                        training.Schedule(epochs=1, batch_size=32, learning_rate=2e-3),
-                        seq_length=48, heldout=0.1)
+    summary = mlm.train(handle, [corpus], str(tmp_path / "encoder"), str(tmp_path / "train"),
+                        MLMConfig(seq_length=48, heldout=0.1, train=training.Schedule(
+                            epochs=1, batch_size=32, learning_rate=2e-3)), seed=0)
     assert summary["heldout_loss_after"] < summary["heldout_loss_before"] - 0.5
     layer = encoders.load(summary["encoder"])  # The hub encoder API, as before.
     before = {v.name: v.numpy() for v in hub.load(handle).variables}
@@ -106,4 +107,5 @@ def test_encoder_without_mlm_is_refused(tmp_path, vocab_file):
         str(tmp_path / "enc"), vocab_file)
     from distill.errors import UserError
     with pytest.raises(UserError, match="has no .mlm subobject"):
-        mlm.train(handle, [vocab_file], str(tmp_path / "out"), training.Schedule())
+        mlm.train(handle, [vocab_file], str(tmp_path / "encoder"), str(tmp_path / "train"),
+                  MLMConfig(), seed=0)

@@ -30,8 +30,14 @@ def test_demo_grid_all_methods_resumes_and_records_failures(tmp_path):
     with open(os.path.join(out, "methods_sst2.csv")) as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["student", "PF", "D", "PD", "PDF", "TT"]
-    scores = dict(zip(rows[0][1:], rows[1][1:]))
-    assert all(0.0 <= float(v) <= 100.0 for v in scores.values()), scores  # accuracy in %
+    # Each entry is its cell's dev accuracy (x100), which is the cell run's own metrics.json.
+    for method, value in zip(rows[0][1:], rows[1][1:]):
+        cell_dir = os.path.join(out, "cells", "sst2", "L-1_H-32", method, "seed0")
+        with open(os.path.join(cell_dir, "cell.json")) as f:
+            score = json.load(f)["scores"]["validation"]
+        with open(os.path.join(cell_dir, "metrics.json")) as f:
+            assert json.load(f)["student"]["validation"]["accuracy"] == score
+        assert value == f"{100 * score:.1f}", method
     assert rows[2][1:] == ["-"] * 5  # the broken student has no score
     glue = open(os.path.join(out, "glue_PD.md")).read()
     assert "| model | Score | CoLA | SST-2 |" in glue and "| L-1_H-32 |" in glue

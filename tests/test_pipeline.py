@@ -8,19 +8,16 @@ import sys
 
 import numpy as np
 import pytest
+from sklearn.metrics import accuracy_score
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from conftest import SHARED_DATA, write
-from distill import config, encoders, records, text
+from conftest import SHARED_DATA, run_cli, write
+from distill import config, encoders, store as store_lib, text
 from pipelines import glue
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-
-def distill_cli(*args, **kwargs):
-    return subprocess.run([sys.executable, "-m", "distill.cli", *args], cwd=ROOT,
-                          capture_output=True, text=True, **kwargs)
+distill_cli = run_cli
 
 
 def read_store_plainly(store):
@@ -38,10 +35,10 @@ def test_demo_writes_a_complete_run_and_resumes(tmp_path):
     out = tmp_path / "demo"
     result = distill_cli("demo", "--output", str(out), timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    for name in ("teacher", "soft_labels", "student", "metrics.json", "report.md", "config.yaml"):
+    for name in ("teacher", "store", "student", "metrics.json", "report.md", "config.yaml"):
         assert (out / name).exists(), name
 
-    manifest, ids, logits = read_store_plainly(str(out / "soft_labels"))
+    manifest, ids, logits = read_store_plainly(str(out / "store"))
     assert manifest["complete"] and manifest["examples"] == 6000 == len(ids)
     assert len(set(ids)) == len(ids)
     assert {len(l) for l in logits} == {2}
@@ -59,13 +56,13 @@ def test_demo_writes_a_complete_run_and_resumes(tmp_path):
         assert re.search(rf"\[{stage}\] .*skipping", again.stdout), stage
 
     # A store made for SST-2 is refused for another task, and nothing changes.
-    before = (out / "soft_labels" / "manifest.json").read_text()
-    wrong = distill_cli("train", str(out / "config.yaml"), "--output", str(out), "--set",
+    before = (out / "store" / "manifest.json").read_text()
+    wrong = distill_cli("distill", str(out / "config.yaml"), "--output", str(out), "--set",
                         "task=cola", timeout=120)
     assert wrong.returncode == 2
     assert "made for task = 'sst2'; expected 'cola'" in wrong.stderr
     assert "Traceback" not in wrong.stderr
-    assert (out / "soft_labels" / "manifest.json").read_text() == before
+    assert (out / "store" / "manifest.json").read_text() == before
 
 
 def small_vocab(path, texts, size=3000):
@@ -127,21 +124,30 @@ def glue_run(tmp_path_factory):
 @pytest.mark.large
 def test_run_from_a_glue_directory(glue_run):
     run_dir, results, entries, glue_dir = glue_run
-    manifest, ids, logits = read_store_plainly(str(run_dir / "soft_labels"))
+    manifest, ids, logits = read_store_plainly(str(run_dir / "store"))
     assert manifest["examples"] == len(ids) == 200 * entries
     assert len(set(ids)) == len(ids)
     real = glue_dir.startswith(str(SHARED_DATA))
     assert results["student"]["validation"]["examples"] == (200 if real else 100)
-    assert 0.0 <= results["student"]["validation"]["accuracy"] <= 1.0
-    assert (run_dir / "report.md").exists()
+    # The reported accuracy is that of the saved dev predictions, against the dev file's own
+    # labels, in the file's order (the first 200 rows: data.max_eval_examples).
+    with open(os.path.join(glue_dir, "dev.tsv")) as f:
+        gold = [int(line.rstrip("\n").split("\t")[-1]) for line in f.readlines()[1:201]]
+    predictions = np.load(run_dir / "predictions" / "student-validation.npz")
+    assert predictions["label"].tolist() == gold
+    assert results["student"]["validation"]["accuracy"] == pytest.approx(
+        accuracy_score(gold, predictions["logits"].argmax(-1)))
+    assert f"| {results['student']['validation']['accuracy']:.4f} |" in (
+        run_dir / "report.md").read_text()
 
 
 @pytest.mark.large
 def test_export_serves_raw_strings_without_this_project(glue_run, tmp_path):
     run_dir = glue_run[0]
-    from students import export
+    from pipelines import cli
 
-    summary = export.run(str(run_dir), str(tmp_path / "serving"))
+    assert cli.main(["export", str(run_dir), "--output", str(tmp_path / "serving")]) == 0
+    summary = json.loads((run_dir / "serving.json").read_text())
     check = summary["check_against_evaluation"]
     assert check["same_predictions"] and check["max_abs_difference"] < 1e-5
     assert summary["latency_ms_batch_1"] > 0 and summary["latency_ms_batch_32"] > 0
@@ -167,18 +173,23 @@ def test_run_from_tfds_mock_data_on_a_pair_task(tmp_path, vocab_file, tiny_encod
     domain = write(tmp_path / "domain.txt", ["the good movie", "not very bad", "the movies"] * 20)
     cfg = config.load(None, [
         f"student.mlm.data=[{domain!r}]", "student.mlm.seq_length=16",
-        "task=rte", "data.labeled=tfds", "data.transfer=['labeled:train', 'labeled:test']",
+        "task=rte", "data.labeled=tfds",
+        "data.transfer=['labeled:train', 'tfds:snli:train:premise,hypothesis']",
         f"teacher.encoder={tiny_encoder}", f"teacher.preprocessor={vocab_file}",
         "teacher.seq_length=32", "teacher.train.epochs=1", "teacher.shard_size=8",
         f"student.encoder={tiny_encoder}", f"student.preprocessor={vocab_file}",
         "student.seq_length=32", "student.init=random", "student.stages=['distill', 'finetune']",
-        "student.alpha=0.5", "student.temperature=2.0",
+        "student.distill.alpha=0.5", "student.distill.temperature=2.0",
         "student.distill.epochs=1", "student.finetune.epochs=1",
     ])
     with tfds.testing.mock_data(num_examples=20):
         results = glue.run(cfg, str(tmp_path / "run"))
-    _, manifest = records.read(str(tmp_path / "run" / "soft_labels"), expect={"task": "rte"})
-    assert manifest["examples"] == 40 and len(manifest["shards"]) == 5
+    _, manifest = store_lib.read(str(tmp_path / "run" / "store"), expect={"task": "rte"})
+    # mock_data's random texts repeat, so some are dropped as duplicates or as dev/test text.
+    sources = manifest["source"]["sources"]
+    assert [s["read"] for s in sources] == [20, 20]
+    assert manifest["examples"] == sum(s["kept"] for s in sources) > 0
+    assert len(manifest["shards"]) == -(-manifest["examples"] // 8)
     assert results["teacher"]["validation"]["examples"] == 20
     assert (tmp_path / "run" / "submission" / "RTE.tsv").read_text().count("\n") == 21
     assert (tmp_path / "run" / "student" / "finetune" / "done.json").exists()

@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
-from distill import data, records, tasks
+from distill import data, store as store_lib, tasks
 from distill.errors import UserError
 
 SETTINGS = settings(max_examples=40, deadline=None,
@@ -23,8 +23,8 @@ FLOAT32 = st.floats(width=32, allow_nan=False, allow_infinity=False)
     "id": st.binary(max_size=30), "text_a": st.binary(max_size=200), "text_b": st.binary(max_size=50),
     "logits": st.lists(FLOAT32, min_size=3, max_size=3), "label": st.integers(-1, 2)}))
 def test_classification_records_round_trip(example):
-    spec = records.feature_spec(3, regression=False)
-    parsed = tf.io.parse_single_example(records.serialize(example, regression=False), spec)
+    spec = store_lib.feature_spec(3, regression=False)
+    parsed = tf.io.parse_single_example(store_lib.serialize(example, regression=False), spec)
     for key in ("id", "text_a", "text_b"):
         assert parsed[key].numpy() == example[key]
     np.testing.assert_array_equal(parsed["logits"].numpy(), np.asarray(example["logits"], np.float32))
@@ -35,8 +35,8 @@ def test_classification_records_round_trip(example):
 @given(score=FLOAT32, label=st.one_of(FLOAT32, st.just(math.nan)))
 def test_regression_records_round_trip_nan_labels_included(score, label):
     example = {"id": b"x", "text_a": b"a", "text_b": b"b", "logits": [score], "label": label}
-    parsed = tf.io.parse_single_example(records.serialize(example, regression=True),
-                                        records.feature_spec(1, regression=True))
+    parsed = tf.io.parse_single_example(store_lib.serialize(example, regression=True),
+                                        store_lib.feature_spec(1, regression=True))
     assert float(parsed["logits"][0]) == np.float32(score)
     got = float(parsed["label"])
     assert (math.isnan(got) and math.isnan(label)) or got == np.float32(label)
@@ -47,8 +47,37 @@ def test_regression_records_round_trip_nan_labels_included(score, label):
     "id": st.binary(max_size=10), "text_a": st.binary(max_size=10), "text_b": st.just(b""),
     "logits": st.lists(FLOAT32, min_size=2, max_size=2), "label": st.integers(0, 1)}))
 def test_serialization_is_canonical(example):
-    # Byte-identical stores across processes rest on this.
-    assert records.serialize(example, False) == records.serialize(dict(reversed(example.items())), False)
+    # Byte-identical stores across processes rest on this: protobuf writes a map in whatever
+    # order its hash table holds, which differs between processes, unless told to sort.
+    data = store_lib.serialize(example, False)
+    assert _feature_keys(data) == ["id", "label", "logits", "text_a", "text_b"]
+    assert tf.train.Example.FromString(data).SerializeToString(deterministic=True) == data
+
+
+def _fields(data: bytes):
+    """(field number, bytes) of each length-delimited field of a protobuf message."""
+    i = 0
+    while i < len(data):
+        tag, i = _varint(data, i)
+        assert tag & 7 == 2, "every field on this path is length-delimited"
+        size, i = _varint(data, i)
+        yield tag >> 3, data[i:i + size]
+        i += size
+
+
+def _varint(data: bytes, i: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while True:
+        byte = data[i]
+        value, shift, i = value | (byte & 0x7F) << shift, shift + 7, i + 1
+        if byte < 0x80:
+            return value, i
+
+
+def _feature_keys(example: bytes) -> list[str]:
+    """The feature names in the order the bytes hold them (Example.features.feature map)."""
+    (_, features), = _fields(example)
+    return [dict(_fields(entry))[1].decode() for _, entry in _fields(features)]
 
 
 def read_all(source):

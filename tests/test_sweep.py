@@ -4,15 +4,13 @@ import json
 import os
 import shutil
 import socket
-import subprocess
-import sys
 
 import pytest
 
+from conftest import ROOT, run_cli
 from distill import config
 from pipelines import demo, sweep
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SWEEP = os.path.join(ROOT, "configs", "sweeps", "demo.yaml")
 
 
@@ -68,8 +66,8 @@ def test_each_oracle_runs_six_trials_on_one_store(tmp_path, assets, first, oracl
     trials = read_trials(out)
     assert len(trials) >= 6 and all(t["score"] not in ("", "None") for t in trials)
     # One teacher pass: a single store, and no trial made its own.
-    assert os.path.isdir(os.path.join(out, "shared", "soft_labels"))
-    assert not any(os.path.isdir(os.path.join(out, "trials", t["trial_id"], "soft_labels"))
+    assert os.path.isdir(os.path.join(out, "shared", "store"))
+    assert not any(os.path.isdir(os.path.join(out, "trials", t["trial_id"], "store"))
                    for t in trials)
     best = max(trials, key=lambda t: float(t["score"]))
     assert result["best"]["trial_id"] == best["trial_id"]
@@ -95,16 +93,15 @@ def free_port():
 @pytest.mark.large
 def test_distributed_sweep_with_a_chief_and_two_workers(tmp_path, assets, first):
     out = start_from(first, str(tmp_path / "distributed"))
-    args = [sys.executable, "-m", "distill.cli", "sweep", SWEEP, "--output", out]
+    args = ["sweep", SWEEP, "--output", out]
     for item in sweep_overrides(assets, "sweep.max_trials=4"):
         args += ["--set", item]
     port = str(free_port())
     procs = {}
     for tuner_id in ("chief", "tuner0", "tuner1"):
-        env = dict(os.environ, KERASTUNER_TUNER_ID=tuner_id, KERASTUNER_ORACLE_IP="127.0.0.1",
-                   KERASTUNER_ORACLE_PORT=port)
-        procs[tuner_id] = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                           stderr=subprocess.STDOUT, text=True)
+        env = {"KERASTUNER_TUNER_ID": tuner_id, "KERASTUNER_ORACLE_IP": "127.0.0.1",
+               "KERASTUNER_ORACLE_PORT": port}
+        procs[tuner_id] = run_cli(*args, env=env, wait=False)
     try:
         logs = {k: p.communicate(timeout=900)[0] for k, p in procs.items()}
     finally:  # A chief whose workers died would wait for them forever.

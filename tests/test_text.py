@@ -13,7 +13,7 @@ def encode(preprocessor, a, b=None, seq_length=16):
     features = {"text_a": tf.constant(a), "id": tf.constant([str(i) for i in range(len(a))])}
     if b is not None:
         features["text_b"] = tf.constant(b)
-    out = text.Encoder(preprocessor, seq_length, pair=b is not None)(features)
+    out = text.Packer(preprocessor, seq_length, pair=b is not None)(features)
     return {k: v.numpy().tolist() for k, v in out.items() if k != "id"}
 
 
@@ -68,7 +68,7 @@ def test_exported_preprocessor_has_the_hub_api(tiny_preprocessor):
 
 def test_encoder_in_a_tf_data_pipeline_matches_eager(vocab_file):
     pre = text.load(vocab_file)
-    encoder = text.Encoder(pre, 16)
+    encoder = text.Packer(pre, 16)
     texts = ["good", "the bad movie", "not very good"]
     ds = tf.data.Dataset.from_tensor_slices({"text_a": texts, "text_b": [""] * 3}).batch(3)
     in_pipeline = next(iter(ds.map(encoder)))
@@ -79,7 +79,7 @@ def test_encoder_in_a_tf_data_pipeline_matches_eager(vocab_file):
 
 def test_seq_length_too_small_for_a_pair(vocab_file):
     with pytest.raises(UserError, match="seq_length=4 cannot hold a pair"):
-        text.Encoder(text.load(vocab_file), 4, pair=True)
+        text.Packer(text.load(vocab_file), 4, pair=True)
 
 
 def test_bad_preprocessor_specs(tmp_path):

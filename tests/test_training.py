@@ -92,7 +92,7 @@ def test_shuffled_batches_come_from_length_sorted_windows(vocab_file):
     texts = [" ".join(rng.choice(words, size=rng.integers(1, 40))) for _ in range(1000)]
     ds = tf.data.Dataset.from_tensor_slices({"text_a": texts, "text_b": [""] * 1000,
                                              "label": np.arange(1000)})
-    encoder = text.Encoder(text.load(vocab_file), 64)
+    encoder = text.Packer(text.load(vocab_file), 64)
 
     def epoch(seed):
         return list(training.batches(ds, encoder, 16, shuffle_seed=seed, sort_window=16)

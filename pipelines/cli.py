@@ -3,7 +3,7 @@
     distill run CONFIG --output DIR [--set key=value ...]   # every stage, skipping done ones
     distill sweep CONFIG --output DIR                       # keras-tuner over the student
     distill reproduce CONFIG --output DIR                   # the paper's grid and tables
-    distill teacher|label|train|finetune|evaluate CONFIG --output DIR [--set ...]
+    distill teacher|label|distill|finetune|evaluate CONFIG --output DIR [--set ...]
     distill demo --output DIR                               # offline, locally built encoders
     distill convert --from {bert-tf1,hf} SRC --output DIR   # checkpoints -> TF Hub format
     distill mlm --student HANDLE --data TEXT... --output DIR  # continued MLM pre-training
@@ -15,15 +15,16 @@ status 2; nothing already written is changed.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
 from distill.errors import UserError
 
-STAGE_COMMANDS = {
+STAGE_COMMANDS = {  # One command per stage, named as the stage (and its directory).
     "teacher": "fine-tune the teacher on the labeled data",
     "label": "label the transfer data into the soft-label store",
-    "train": "distill the student from the store",
+    "distill": "distill the student from the store",
     "finetune": "fine-tune the student on the labeled data",
     "evaluate": "dev metrics and GLUE test predictions",
 }
@@ -38,7 +39,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("config", help="YAML config, e.g. configs/glue/sst2.yaml")
         p.add_argument("--output", required=True, help="run directory")
         p.add_argument("--set", dest="overrides", action="append", default=[],
-                       metavar="KEY=VALUE", help="override a config field, e.g. student.alpha=0.5")
+                       metavar="KEY=VALUE",
+                       help="override a config field, e.g. student.distill.alpha=0.5")
         return p
 
     with_config("run", "run the whole recipe (skips stages already complete)")
@@ -65,12 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--student", required=True, help="TF Hub encoder handle or directory with .mlm")
     m.add_argument("--data", required=True, nargs="+", help="text files, one text per line")
     m.add_argument("--output", required=True, help="writes OUTPUT/encoder (TF Hub format)")
-    m.add_argument("--epochs", type=float, default=1.0)
-    m.add_argument("--batch-size", type=int, default=32)
-    m.add_argument("--learning-rate", type=float, default=1e-4)
-    m.add_argument("--seq-length", type=int, default=128)
-    m.add_argument("--max-predictions", type=int, default=20)
-    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="a field of the config's student.mlm section, e.g. train.epochs=2 "
+                        "or seq_length=64 (defaults: distill/config.py, MLMConfig)")
     exp = sub.add_parser("export", help="export a run's student for serving on raw strings")
     exp.add_argument("run_dir", help="a run directory made by `distill run`")
     exp.add_argument("--output", required=True, help="the serving SavedModel directory")
@@ -80,26 +79,31 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+RENAMED_COMMANDS = {"train": "distill"}
+
+
 def _dispatch(args) -> None:
-    from distill import config as config_lib, distribute
+    from distill import config as config_lib, distribute, rundir
     from pipelines import demo, glue
 
     if args.command == "demo":
         demo.run(args.output, args.overrides)
         return
     if args.command == "export":
+        from pipelines import report
         from students import export
 
         export.run(args.run_dir, args.output)
+        if os.path.isfile(rundir.RunDir(args.run_dir).metrics):  # Show the export in the report.
+            report.run(config_lib.load(rundir.RunDir(args.run_dir).config), args.run_dir)
         return
     if args.command == "mlm":
-        from distill import training
         from students import mlm
 
-        schedule = training.Schedule(epochs=args.epochs, batch_size=args.batch_size,
-                                     learning_rate=args.learning_rate)
-        mlm.train(args.student, args.data, args.output, schedule, args.seq_length,
-                  args.max_predictions, seed=args.seed)
+        cfg = config_lib.load(None, [f"student.mlm.{o}" for o in args.overrides])
+        summary = mlm.train(args.student, args.data, os.path.join(args.output, "encoder"),
+                            os.path.join(args.output, "train"), cfg.student.mlm, cfg.seed)
+        print(f"[mlm] wrote {summary['encoder']}")
         return
     if args.command == "convert":
         from distill import convert
@@ -124,8 +128,8 @@ def _dispatch(args) -> None:
 
         paper.run(cfg, args.output)
         return
-    cfg = glue.prepare(cfg, args.output)
-    stage = {"train": "distill"}.get(args.command, args.command)
+    rundir.check_writable(args.output)
+    stage = args.command
     if stage in ("distill", "finetune", "evaluate"):
         cfg = glue.with_mlm_student(cfg, args.output)
     if stage == "label":
@@ -140,6 +144,11 @@ def _dispatch(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in RENAMED_COMMANDS:
+        print(f"distill: error: the command {argv[0]!r} was renamed; use "
+              f"`distill {RENAMED_COMMANDS[argv[0]]}`.", file=sys.stderr)
+        return 2
     args = _parser().parse_args(argv)
     try:
         _dispatch(args)

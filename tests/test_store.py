@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from distill import records
+from distill import store as store_lib
 from distill.errors import UserError
 from teachers import label
 
@@ -24,7 +24,7 @@ def examples(start, count):
 
 
 def write_store(path, total=10, shard_size=4, producer=PRODUCER, only=None):
-    writer = records.Writer(str(path), producer, total, shard_size, 2, regression=False)
+    writer = store_lib.Writer(str(path), producer, total, shard_size, 2, regression=False)
     for k in writer.pending():
         if only is None or k in only:
             writer.write_shard(k, examples(*writer.slice(k)))
@@ -37,7 +37,7 @@ def test_round_trip_with_plain_tf_data(tmp_path):
     assert [os.path.basename(f) for f in files] == [
         "soft_labels-00000-of-00003.tfrecord", "soft_labels-00001-of-00003.tfrecord",
         "soft_labels-00002-of-00003.tfrecord"]
-    spec = records.feature_spec(2, regression=False)
+    spec = store_lib.feature_spec(2, regression=False)
     parsed = [tf.io.parse_single_example(r, spec) for r in tf.data.TFRecordDataset(files)]
     assert [p["id"].numpy() for p in parsed] == [f"x/{i}".encode() for i in range(10)]
     np.testing.assert_allclose(parsed[7]["logits"], [0.7, -0.7])
@@ -46,7 +46,7 @@ def test_round_trip_with_plain_tf_data(tmp_path):
 
 def test_read_checks_and_returns_the_manifest(tmp_path):
     write_store(tmp_path / "store")
-    ds, manifest = records.read(str(tmp_path / "store"), expect={"task": "sst2"})
+    ds, manifest = store_lib.read(str(tmp_path / "store"), expect={"task": "sst2"})
     assert manifest["complete"] and manifest["examples"] == 10
     assert [s["records"] for s in manifest["shards"]] == [4, 4, 2]
     assert len(list(ds)) == 10
@@ -55,12 +55,12 @@ def test_read_checks_and_returns_the_manifest(tmp_path):
 def test_incomplete_store_is_refused_and_resume_writes_only_missing(tmp_path):
     writer = write_store(tmp_path / "store", only={0, 2})
     with pytest.raises(UserError, match=r"incomplete \(2 of 3 shards written\)"):
-        records.check(str(tmp_path / "store"))
+        store_lib.check(str(tmp_path / "store"))
     first = open(tmp_path / "store" / "soft_labels-00000-of-00003.tfrecord", "rb").read()
-    resumed = records.Writer(str(tmp_path / "store"), PRODUCER, 10, 4, 2, regression=False)
+    resumed = store_lib.Writer(str(tmp_path / "store"), PRODUCER, 10, 4, 2, regression=False)
     assert resumed.pending() == [1]
     resumed.write_shard(1, examples(*resumed.slice(1)))
-    assert records.check(str(tmp_path / "store"))["complete"]
+    assert store_lib.check(str(tmp_path / "store"))["complete"]
     assert open(tmp_path / "store" / "soft_labels-00000-of-00003.tfrecord", "rb").read() == first
     assert writer.pending(worker=1, num_workers=2) == [1]
 
@@ -68,9 +68,9 @@ def test_incomplete_store_is_refused_and_resume_writes_only_missing(tmp_path):
 def test_store_made_for_another_task_or_vocab_is_refused(tmp_path):
     write_store(tmp_path / "store")
     with pytest.raises(UserError, match=r"made for task = 'sst2'; expected 'cola'"):
-        records.check(str(tmp_path / "store"), expect={"task": "cola"})
+        store_lib.check(str(tmp_path / "store"), expect={"task": "cola"})
     with pytest.raises(UserError, match=r"preprocessor.vocab_sha256 = 'v1'; expected 'v2'"):
-        records.check(str(tmp_path / "store"), expect={"preprocessor": {"vocab_sha256": "v2"}})
+        store_lib.check(str(tmp_path / "store"), expect={"preprocessor": {"vocab_sha256": "v2"}})
 
 
 def test_corrupt_or_missing_shard_is_refused(tmp_path):
@@ -80,18 +80,18 @@ def test_corrupt_or_missing_shard_is_refused(tmp_path):
     data[20] ^= 0xFF
     shard.write_bytes(bytes(data))
     with pytest.raises(UserError, match=r"soft_labels-00001-of-00003.tfrecord does not match"):
-        records.check(str(tmp_path / "store"))
+        store_lib.check(str(tmp_path / "store"))
     shard.unlink()
     with pytest.raises(UserError, match=r"soft_labels-00001-of-00003.tfrecord is missing"):
-        records.check(str(tmp_path / "store"))
+        store_lib.check(str(tmp_path / "store"))
 
 
 def test_no_manifest_or_bad_json(tmp_path):
     with pytest.raises(UserError, match=r"no manifest.json"):
-        records.check(str(tmp_path))
+        store_lib.check(str(tmp_path))
     (tmp_path / "manifest.json").write_text("{nope")
     with pytest.raises(UserError, match=r"not valid JSON"):
-        records.check(str(tmp_path))
+        store_lib.check(str(tmp_path))
 
 
 def test_writer_refuses_to_overwrite_another_producers_store(tmp_path):
@@ -99,7 +99,7 @@ def test_writer_refuses_to_overwrite_another_producers_store(tmp_path):
     before = (tmp_path / "store" / "manifest.json").read_text()
     other = dict(PRODUCER, teacher={"encoder": "t2", "fingerprint": "zzz"})
     with pytest.raises(UserError, match=r"different producer \(field 'teacher'"):
-        records.Writer(str(tmp_path / "store"), other, 10, 4, 2, regression=False)
+        store_lib.Writer(str(tmp_path / "store"), other, 10, 4, 2, regression=False)
     assert (tmp_path / "store" / "manifest.json").read_text() == before
 
 
@@ -107,18 +107,18 @@ def test_manifest_records_checksums(tmp_path):
     write_store(tmp_path / "store")
     manifest = json.loads((tmp_path / "store" / "manifest.json").read_text())
     for shard in manifest["shards"]:
-        assert shard["sha256"] == records.sha256(str(tmp_path / "store" / shard["file"]))
+        assert shard["sha256"] == store_lib.sha256(str(tmp_path / "store" / shard["file"]))
 
 
 def test_two_workers_make_the_same_store_as_one(tmp_path):
     write_store(tmp_path / "single", total=10, shard_size=3)
-    workers = [records.Writer(str(tmp_path / "multi"), PRODUCER, 10, 3, 2, regression=False)
+    workers = [store_lib.Writer(str(tmp_path / "multi"), PRODUCER, 10, 3, 2, regression=False)
                for _ in range(2)]
     assert workers[0].pending(0, 2) == [0, 2] and workers[1].pending(1, 2) == [1, 3]
     for k in (0, 1, 2, 3):  # interleaved, as two processes would finish them
         w = workers[k % 2]
         w.write_shard(k, examples(*w.slice(k)))
-    assert records.check(str(tmp_path / "multi"))["complete"]
+    assert store_lib.check(str(tmp_path / "multi"))["complete"]
     for name in ["manifest.json"] + [f"soft_labels-0000{k}-of-00004.tfrecord" for k in range(4)]:
         assert (tmp_path / "multi" / name).read_bytes() == (tmp_path / "single" / name).read_bytes()
 

@@ -6,18 +6,15 @@ shard_size) of the deterministically ordered transfer set, so a restarted or
 parallel labeling run redoes only missing shards. Every file is written under a
 temporary name and renamed when whole. See DESIGN.md, "the soft-label store".
 
-    python -c "from distill import records; ds, m = records.read('RUN/soft_labels'); print(m)"
+    python -c "from distill import store; ds, m = store.read('RUN/store'); print(m)"
 """
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import glob
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import time
 
 import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
@@ -25,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from distill.errors import UserError
+from distill.rundir import check_writable, output_errors, write_json_atomic
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -69,76 +67,6 @@ def sha256(path: str) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-@contextlib.contextmanager
-def output_errors(path: str):
-    """Turns a failed write (disk full, no permission) into a UserError that names `path`."""
-    try:
-        yield
-    except (OSError, tf.errors.OpError) as e:
-        reason = getattr(e, "strerror", None) or getattr(e, "message", None) or str(e)
-        raise UserError(f"Could not write {path}: {reason.splitlines()[-1]}. Everything finished "
-                        f"before is intact; make room (or fix the permissions) and rerun the same "
-                        f"command to resume.") from e
-
-
-def check_writable(directory: str, need_bytes: int = 0) -> None:
-    """Refuses, before any work, an output directory that cannot be written or lacks room.
-
-    Args:
-      directory: created if missing.
-      need_bytes: an estimate of what the stage will write; 0 checks only writability.
-    """
-    try:
-        os.makedirs(directory, exist_ok=True)
-        tempfile.TemporaryFile(dir=directory).close()
-    except OSError as e:
-        raise UserError(f"Output directory {directory} is not writable ({e.strerror}); expected "
-                        f"a directory this user can create files in.") from e
-    free = shutil.disk_usage(directory).free
-    if free < need_bytes:
-        raise UserError(f"Output directory {directory}: {free / 2**20:.0f} MiB free on its disk; "
-                        f"this stage writes about {need_bytes / 2**20:.0f} MiB. Nothing was "
-                        f"written; make room and rerun.")
-
-
-def write_text_atomic(path: str, content: str) -> None:
-    """Writes text to a temporary name and renames it: a crash never leaves half a file."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with output_errors(path), open(tmp, "w") as f:
-            f.write(content)
-    except UserError:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    os.replace(tmp, path)
-
-
-def write_json_atomic(path: str, obj) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
-
-
-def replace_dir(path: str, write) -> str:
-    """Calls `write(tmp)` to fill a temporary directory, then swaps it in for `path`.
-
-    A crash leaves either the old directory or none at `path`, never a half
-    SavedModel; a stale temporary directory from an earlier crash is cleared first.
-    """
-    tmp = path.rstrip("/") + ".tmp"
-    if os.path.isdir(tmp):
-        shutil.rmtree(tmp)
-    try:
-        with output_errors(path):
-            write(tmp)
-    except UserError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if os.path.isdir(path):
-        shutil.rmtree(path)
-    os.replace(tmp, path)
-    return path
 
 
 def load_manifest(store: str) -> dict:

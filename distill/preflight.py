@@ -1,0 +1,78 @@
+"""Every input of a run checked before any work starts, cheaply, and nothing written.
+
+`distill run`, `sweep` and `reproduce` call `check` first, so a typo in a path,
+a handle or a transfer entry ends the command in seconds with one line naming it
+(exit status 2), not after the teacher has trained for an hour. Checked: the
+output location, the tokenizers, the encoder handles (resolved, so a TF Hub
+handle that cannot be fetched is named here), a store to reuse, D_L's splits
+(each GLUE file read row by row, or the TFDS dataset prepared), every transfer
+source (opened, dev/test refused) and the MLM text files. Handles are checked
+before data: they fail fastest where the network is missing.
+
+    python -c "from distill import config, preflight; preflight.check(config.load('configs/demo.yaml'), '/tmp/x')"
+"""
+from __future__ import annotations
+
+import os
+
+from distill import config as config_lib, data, store, tasks, text, transfer
+from distill.errors import UserError
+
+
+def check_can_create(path: str) -> None:
+    """Refuses an output path that cannot be created, without creating anything."""
+    parent = os.path.abspath(path)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"Output directory {path} is not writable ({parent} is not a writable "
+                        f"directory); expected a directory this user can create files in.")
+
+
+def check_encoder(handle: str, field: str) -> None:
+    """A local SavedModel directory, or a TF Hub handle that resolves (downloads) now."""
+    if "://" in handle:
+        import tensorflow_hub as hub
+
+        try:
+            hub.resolve(handle)
+        except Exception as e:
+            raise UserError(f"{field}: TF Hub handle {handle!r} could not be fetched: "
+                            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
+    elif not os.path.isfile(os.path.join(handle, "saved_model.pb")):
+        raise UserError(f"{field}: {handle!r} is not a SavedModel directory (no saved_model.pb); "
+                        f"expected a TF Hub handle or a local encoder directory.")
+
+
+def check(cfg: config_lib.Config, run_dir: str) -> None:
+    """Raises UserError naming the first bad input of `cfg`; writes nothing.
+
+    Args:
+      cfg: a loaded (so already validated) config.
+      run_dir: the output directory; it need not exist yet.
+    """
+    task = tasks.get(cfg.task)
+    check_can_create(run_dir)
+    for side in ("teacher", "student"):
+        section = getattr(cfg, side)
+        try:
+            text.load(section.preprocessor, section.lower_case)
+        except UserError as e:
+            raise UserError(f"{side}.preprocessor: {e}") from e
+    if cfg.teacher.finetuned:
+        check_encoder(cfg.teacher.finetuned, "teacher.finetuned")
+    else:
+        check_encoder(cfg.teacher.encoder, "teacher.encoder")
+    check_encoder(cfg.student.encoder, "student.encoder")
+    if cfg.data.store:
+        store.check(cfg.data.store, expect={"task": task.name}, verify_checksums=False)
+    needs_train = (not cfg.teacher.finetuned or "finetune" in cfg.student.stages
+                   or cfg.data.heldout_fraction > 0)
+    for split in (["train"] if needs_train else []) + [s.name for s in task.dev_splits]:
+        data.labeled(cfg.data, task, split)
+    if not cfg.data.store:
+        for entry in transfer.entries(cfg.data.transfer):
+            transfer.open_source(entry, cfg.data, task)
+    for path in cfg.student.mlm.data:
+        if not os.path.isfile(path):
+            raise UserError(f"student.mlm.data: text file {path} does not exist.")

@@ -1,0 +1,303 @@
+"""The run directory: where every artifact lives, stage bookkeeping, and atomic writes.
+
+This module is the one owner of the run directory's layout (README, "The run
+directory"). Stages and pipelines ask a `RunDir` for paths; none computes
+another stage's path. A stage directory holds `inputs.json` (what the stage is
+made from: the config fields it reads and its upstream artifacts'
+fingerprints), written when the stage starts, and `done.json` (fingerprint and
+summary), written last. `stage()` is the one skeleton every stage runs through:
+a rerun skips a done stage with the same inputs, resumes an unfinished one,
+and refuses, without touching anything, a directory made from other inputs.
+
+    python -c "from distill.rundir import RunDir; print(RunDir('runs/demo').student_model)"
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from typing import Callable
+
+import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
+import tensorflow as tf
+
+from distill import distribute
+from distill.errors import UserError
+
+INPUTS, DONE = "inputs.json", "done.json"
+STUDENT_STAGES = ("mlm", "distill", "finetune")
+
+
+class RunDir:
+    """The paths of one run's artifacts.
+
+    Args:
+      root: the run directory (`--output`).
+      cfg: the run's config, where it redirects an artifact elsewhere: a teacher
+        supplied ready (`teacher.finetuned`), a shared store (`data.store`), or
+        the student's last stage (`student.stages`).
+    """
+
+    def __init__(self, root: str, cfg=None):
+        self.root, self.cfg = root, cfg
+
+    def stage_dir(self, stage: str) -> str:
+        """RUN/teacher, RUN/store, RUN/student/{mlm,distill,finetune}."""
+        if stage == "teacher":
+            return os.path.join(self.root, "teacher")
+        if stage == "label":
+            return self.store
+        if stage in STUDENT_STAGES:
+            return os.path.join(self.root, "student", stage)
+        raise ValueError(f"unknown stage {stage!r}")
+
+    def workdir(self, stage: str) -> str:
+        """Checkpoints and TensorBoard logs of a training stage."""
+        return os.path.join(self.stage_dir(stage), "train")
+
+    def model(self, stage: str) -> str:
+        """The classifier SavedModel a training stage exports."""
+        return os.path.join(self.stage_dir(stage), "model")
+
+    def weights(self, stage: str) -> str:
+        """A student stage's weights checkpoint, which the next stage starts from."""
+        return os.path.join(self.stage_dir(stage), "weights")
+
+    @property
+    def teacher_model(self) -> str:
+        return (self.cfg and self.cfg.teacher.finetuned) or self.model("teacher")
+
+    @property
+    def store(self) -> str:
+        return (self.cfg and self.cfg.data.store) or os.path.join(self.root, "store")
+
+    @property
+    def final_stage(self) -> str:
+        """The student stage whose model is evaluated and exported: the last one run."""
+        return self.cfg.student.stages[-1]
+
+    @property
+    def student_model(self) -> str:
+        return self.model(self.final_stage)
+
+    @property
+    def mlm_encoder(self) -> str:
+        return os.path.join(self.stage_dir("mlm"), "encoder")
+
+    @property
+    def metrics(self) -> str:
+        return os.path.join(self.root, "metrics.json")
+
+    def predictions(self, role: str, split: str) -> str:
+        return os.path.join(self.root, "predictions", f"{role}-{split}.npz")
+
+    def submission(self, filename: str) -> str:
+        return os.path.join(self.root, "submission", filename)
+
+    @property
+    def report(self) -> str:
+        return os.path.join(self.root, "report.md")
+
+    @property
+    def serving(self) -> str:
+        return os.path.join(self.root, "serving.json")
+
+    @property
+    def config(self) -> str:
+        return os.path.join(self.root, "config.yaml")
+
+    def summary(self, stage: str) -> dict:
+        """The summary a finished stage recorded (see `done_record`)."""
+        return done_record(self.stage_dir(stage))["summary"]
+
+
+# ----------------------------------------------------------------------------- bookkeeping
+
+
+def fingerprint(obj) -> str:
+    """A short, stable hash of any JSON-able value."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _first_difference(old, new, prefix=""):
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new)):
+            found = _first_difference(old.get(key), new.get(key), f"{prefix}{key}.")
+            if found:
+                return found
+        return None
+    return None if old == new else (prefix.rstrip("."), old, new)
+
+
+def _has_progress(stage_dir: str) -> bool:
+    """Whether a stage left anything worth keeping (a checkpoint, a model), not just logs.
+
+    A stage refused for bad input (say, a mistyped handle) leaves only its inputs, so
+    rerunning it with the input corrected starts it afresh instead of refusing.
+    """
+    for _, dirs, files in os.walk(stage_dir):
+        dirs[:] = [d for d in dirs if d != "tensorboard"]
+        if any(f != INPUTS for f in files):
+            return True
+    return False
+
+
+def begin(stage_dir: str, inputs: dict) -> dict | None:
+    """Returns the finished stage's `done.json` if it is complete for `inputs`, else None.
+
+    Raises:
+      UserError: if `stage_dir` was made from different inputs.
+    """
+    os.makedirs(stage_dir, exist_ok=True)
+    path = os.path.join(stage_dir, INPUTS)
+    inputs = json.loads(json.dumps(inputs, default=str))
+    if os.path.isfile(path) and _has_progress(stage_dir):
+        with open(path) as f:
+            old = json.load(f)
+        diff = _first_difference(old, inputs)
+        if diff:
+            key, was, now = diff
+            raise UserError(f"{stage_dir} was made from other inputs ({key}: {was!r} there, "
+                            f"{now!r} now); nothing was changed. Use another --output, or "
+                            f"remove {stage_dir} to redo this stage.")
+    else:
+        write_json_atomic(path, inputs)
+    done = os.path.join(stage_dir, DONE)
+    if os.path.isfile(done):
+        with open(done) as f:
+            return json.load(f)
+    return None
+
+
+def finish(stage_dir: str, inputs: dict, summary: dict) -> dict:
+    """Marks the stage complete; returns the record (with its fingerprint)."""
+    record = {"fingerprint": fingerprint(inputs), "summary": summary}
+    if distribute.is_chief():  # Other workers of a cluster leave the record to the chief.
+        write_json_atomic(os.path.join(stage_dir, DONE), record)
+    return record
+
+
+def stage(name: str, stage_dir: str, inputs: dict, work: Callable[[], dict]) -> dict:
+    """The skeleton of every stage: skip when done for `inputs`, else `work()`, then finish.
+
+    Args:
+      name: the stage's name in progress lines ("teacher", "distill", ...).
+      stage_dir: where its `inputs.json` and `done.json` live.
+      inputs: everything the stage is made from (config fields, upstream fingerprints).
+      work: does the stage's work (resuming what an interrupted run left) and
+        returns its summary.
+
+    Returns:
+      The stage's `done.json` record: {"fingerprint", "summary"}.
+    """
+    done = begin(stage_dir, inputs)
+    if done:
+        print(f"[{name}] complete in {stage_dir}; skipping")
+        return done
+    return finish(stage_dir, inputs, work())
+
+
+def done_record(stage_dir: str) -> dict:
+    """The `done.json` of a finished upstream stage.
+
+    Raises:
+      UserError: if that stage has not finished.
+    """
+    path = os.path.join(stage_dir, DONE)
+    if not os.path.isfile(path):
+        name = os.path.basename(stage_dir.rstrip("/"))
+        raise UserError(f"{stage_dir} is not complete; run the {name} stage first "
+                        f"(or `distill run` for the whole recipe).")
+    with open(path) as f:
+        return json.load(f)
+
+
+# ----------------------------------------------------------------------------- atomic writes
+
+
+@contextlib.contextmanager
+def output_errors(path: str):
+    """Turns a failed write (disk full, no permission) into a UserError that names `path`."""
+    try:
+        yield
+    except (OSError, tf.errors.OpError) as e:
+        reason = getattr(e, "strerror", None) or getattr(e, "message", None) or str(e)
+        raise UserError(f"Could not write {path}: {reason.splitlines()[-1]}. Everything finished "
+                        f"before is intact; make room (or fix the permissions) and rerun the same "
+                        f"command to resume.") from e
+
+
+def check_writable(directory: str, need_bytes: int = 0) -> None:
+    """Refuses, before any work, an output directory that cannot be written or lacks room.
+
+    Args:
+      directory: created if missing.
+      need_bytes: an estimate of what the stage will write; 0 checks only writability.
+    """
+    try:
+        os.makedirs(directory, exist_ok=True)
+        tempfile.TemporaryFile(dir=directory).close()
+    except OSError as e:
+        raise UserError(f"Output directory {directory} is not writable ({e.strerror}); expected "
+                        f"a directory this user can create files in.") from e
+    free = shutil.disk_usage(directory).free
+    if free < need_bytes:
+        raise UserError(f"Output directory {directory}: {free / 2**20:.0f} MiB free on its disk; "
+                        f"this stage writes about {need_bytes / 2**20:.0f} MiB. Nothing was "
+                        f"written; make room and rerun.")
+
+
+def write_file_atomic(path: str, write: Callable[[str], None]) -> None:
+    """Calls `write(tmp)` for a temporary name beside `path`, then renames it to `path`.
+
+    A crash never leaves half a file; a failed write removes the temporary file
+    and raises a UserError naming `path`. The temporary name keeps `path`'s
+    extension (numpy and others append their own otherwise).
+    """
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    stem, ext = os.path.splitext(path)
+    tmp = f"{stem}.tmp{os.getpid()}{ext}"
+    try:
+        with output_errors(path):
+            write(tmp)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    os.replace(tmp, path)
+
+
+def write_text_atomic(path: str, content: str) -> None:
+    def write(tmp):
+        with open(tmp, "w") as f:
+            f.write(content)
+
+    write_file_atomic(path, write)
+
+
+def write_json_atomic(path: str, obj) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def replace_dir(path: str, write: Callable[[str], None]) -> str:
+    """Calls `write(tmp)` to fill a temporary directory, then swaps it in for `path`.
+
+    A crash leaves either the old directory or none at `path`, never a half
+    SavedModel; a stale temporary directory from an earlier crash is cleared first.
+    """
+    tmp = path.rstrip("/") + ".tmp"
+    if os.path.isdir(tmp):
+        shutil.rmtree(tmp)
+    try:
+        with output_errors(path):
+            write(tmp)
+    except UserError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if os.path.isdir(path):
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+    return path
