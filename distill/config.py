@@ -239,7 +239,7 @@ def _apply(obj, updates: dict, prefix: str = ""):
 
 def _parse_override(item: str) -> tuple[str, object]:
     if "=" not in item:
-        raise UserError(f"--set {item!r}: expected key=value, e.g. student.alpha=0.5.")
+        raise UserError(f"--set {item!r}: expected key=value, e.g. student.distill.alpha=0.5.")
     key, raw = item.split("=", 1)
     try:
         value = ast.literal_eval(raw)
