@@ -2,7 +2,9 @@
 
 Matthews correlation for CoLA, F1 and accuracy for MRPC and QQP, Pearson and
 Spearman for STS-B, accuracy for the rest. A task's score is the mean of its
-metrics, as on the GLUE leaderboard.
+metrics, as on the GLUE leaderboard, and the GLUE score is the mean of the nine
+tasks' scores (MNLI's is the mean of matched and mismatched; the diagnostic AX
+does not count).
 """
 from __future__ import annotations
 
@@ -34,3 +36,19 @@ def compute(task: tasks_lib.Task, labels, logits) -> dict[str, float]:
     result = {name: float(_METRICS[name](labels, preds)) for name in task.metrics}
     result["score"] = float(np.mean([result[m] for m in task.metrics]))
     return result
+
+
+def task_score(values: list[float]) -> float:
+    """A task's leaderboard score: the mean of its metrics (or of MNLI's two dev sets)."""
+    return float(np.mean(values))
+
+
+def glue_score(task_scores: dict[str, float]) -> float | None:
+    """The GLUE score: the mean over the nine tasks of each task's score.
+
+    Returns None unless every one of the nine tasks has a score: a mean over some
+    of them is not comparable with the leaderboard's.
+    """
+    if set(task_scores) != set(tasks_lib.TASKS):
+        return None
+    return float(np.mean([task_scores[t] for t in tasks_lib.TASKS]))
