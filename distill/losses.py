@@ -66,8 +66,11 @@ def total(student_logits, teacher_logits, labels, *, loss: str, temperature: flo
           alpha: float, regression: bool):
     """(1 - alpha) * distill + alpha * hard, averaged over the batch.
 
-    The hard term averages over the examples whose label is known, so an
-    unlabeled transfer set with alpha > 0 simply has no hard term.
+    Both terms are sums over the batch's examples divided by its size; an example
+    without a gold label adds nothing to the hard term. So each labeled example
+    weighs the same whatever batch it lands in and however a batch is split across
+    replicas (a mean over the known labels alone gave one labeled example in a batch
+    the whole weight alpha). An unlabeled transfer set simply has no hard term.
 
     Returns:
       (total, {"distill": ..., "hard": ...}) as scalars.
@@ -79,7 +82,6 @@ def total(student_logits, teacher_logits, labels, *, loss: str, temperature: flo
         return distill_loss, parts
     weight = known(labels, regression)
     safe = tf.where(weight > 0, labels, tf.zeros_like(labels))
-    hard_loss = tf.math.divide_no_nan(
-        tf.reduce_sum(weight * hard(student_logits, safe, regression)), tf.reduce_sum(weight))
+    hard_loss = tf.reduce_mean(weight * hard(student_logits, safe, regression))
     parts["hard"] = hard_loss
     return (1.0 - alpha) * distill_loss + alpha * hard_loss, parts

@@ -31,6 +31,7 @@ class Schedule:
     learning_rate: float = 5e-5
     warmup: float = 0.1  # Fraction of all steps spent warming up linearly.
     weight_decay: float = 0.01
+    clip_norm: float = 1.0  # Clip the gradient to this global norm, as BERT's optimizer does; 0: off.
     dropout: float = 0.1  # Of the classifier built for this stage (models.build).
     checkpoint_every: int = 500  # Steps; a checkpoint is also written after each epoch.
     jit_compile: bool = False  # Compile each training step with XLA (one compilation per shape).
@@ -57,10 +58,13 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def adamw(schedule: Schedule, total_steps: int) -> keras.optimizers.Optimizer:
-    """AdamW as BERT trains it: no weight decay on LayerNorm parameters and biases."""
+    """AdamW as BERT trains it: no weight decay on LayerNorm parameters and biases, and the
+    gradient clipped to a global norm (after the replicas' gradients are summed, so the
+    clip is that of the whole batch's gradient)."""
     lr = WarmupLinearDecay(schedule.learning_rate, total_steps, int(schedule.warmup * total_steps))
     opt = keras.optimizers.AdamW(learning_rate=lr, weight_decay=schedule.weight_decay,
-                                    beta_1=0.9, beta_2=0.999, epsilon=1e-6)
+                                 beta_1=0.9, beta_2=0.999, epsilon=1e-6,
+                                 global_clipnorm=schedule.clip_norm or None)
     opt.exclude_from_weight_decay(var_names=["layer_norm", "LayerNorm", "bias"])
     return opt
 

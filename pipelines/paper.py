@@ -22,9 +22,9 @@ import os
 import statistics
 import traceback
 
-from distill import config as config_lib, convert, encoders, preflight, rundir, tasks
+from distill import config as config_lib, convert, encoders, metrics, preflight, rundir, tasks
 from distill.errors import UserError
-from pipelines import demo, glue
+from pipelines import demo, glue, published
 from students import presets
 
 METHODS = {  # method -> (student.init, student.stages, uses the truncated teacher)
@@ -158,11 +158,34 @@ def _scores(cells: dict, task: str, student: str, method: str, split: str) -> li
             and split in c["scores"]]
 
 
-def _write(path: str, header: list[str], rows: list[list[str]]) -> None:
+def _glue_score(columns: dict) -> str:
+    """The GLUE score (x100) of one row's columns {(task, split): scores over seeds}."""
+    per_task = {}
+    for task in tasks.TASKS:
+        splits = [columns.get((task, s.name)) for s in tasks.get(task).dev_splits]
+        if all(splits):
+            per_task[task] = metrics.task_score([statistics.mean(v) for v in splits])
+    score = metrics.glue_score(per_task)
+    return "-" if score is None else f"{100 * score:.1f}"
+
+
+def _published_rows(names: list[str]) -> list[list[str]]:
+    """The release's test rows for the sizes this grid has (student names hold L-k_H-h)."""
+    rows = []
+    for model, (layers, hidden, score, values) in published.RELEASE_GLUE_TEST.items():
+        if any(f"L-{layers}_H-{hidden}" in name for name in names):
+            cols = [values[t][1 if name == "MNLI-mm" else 0] if t == "mnli"
+                    else metrics.task_score(values[t]) for t, _, name in GLUE_COLUMNS]
+            rows.append([f"{model} (published, test)", f"{score:.1f}"] + [f"{v:.1f}" for v in cols])
+    return rows
+
+
+def _write(path: str, header: list[str], rows: list[list[str]], caption: str = "") -> None:
     table = io.StringIO()
     csv.writer(table).writerows([header, *rows])
     rundir.write_text_atomic(path + ".csv", table.getvalue())
-    markdown = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    markdown = ([caption, ""] if caption else []) + [
+        "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     markdown += ["| " + " | ".join(r) + " |" for r in rows]
     rundir.write_text_atomic(path + ".md", "\n".join(markdown) + "\n")
 
@@ -175,16 +198,21 @@ def write_tables(cfg: config_lib.Config, cells: dict, output: str) -> dict:
         rows = []
         for student in names:
             cols = [_scores(cells, t, student, method, split) for t, split, _ in GLUE_COLUMNS]
-            means = [statistics.mean(c) for c in cols if c]
-            score = f"{100 * statistics.mean(means):.1f}" if means else "-"
-            rows.append([student, score] + [_mean_std(c) for c in cols])
+            score = _glue_score({(t, split): c for (t, split, _), c in zip(GLUE_COLUMNS, cols)})
+            rows.append([f"{student} (ours, dev)", score] + [_mean_std(c) for c in cols])
+        rows += _published_rows(names)
         _write(os.path.join(output, f"glue_{method}"), ["model", "Score"] +
-               [name for _, _, name in GLUE_COLUMNS], rows)
+               [name for _, _, name in GLUE_COLUMNS], rows,
+               f"GLUE, method {method}: our rows are dev-set scores (x100, mean ± std over "
+               f"seeds); published rows are test-server scores. Score is the leaderboard's: the "
+               f"mean of the nine tasks' scores (MNLI: the mean of -m and -mm), '-' unless all "
+               f"nine ran.")
     for task in grid_tasks:
         split = tasks.get(task).dev_splits[0].name
         rows = [[student] + [_mean_std(_scores(cells, task, student, m, split))
                              for m in cfg.grid.methods] for student in names]
-        _write(os.path.join(output, f"methods_{task}"), ["student"] + cfg.grid.methods, rows)
+        _write(os.path.join(output, f"methods_{task}"), ["student"] + cfg.grid.methods, rows,
+               f"{task}: {split} (dev) score x100, mean ± std over seeds.")
         _plot(cells, task, split, cfg.grid.methods, os.path.join(output, f"{task}_vs_size.png"))
     failed = {"/".join(map(str, k)): c["error"] for k, c in cells.items() if c["status"] == "failed"}
     summary = {"cells": len(cells), "done": sum(c["status"] == "done" for c in cells.values()),

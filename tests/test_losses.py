@@ -47,13 +47,13 @@ def test_hard_losses():
                                rtol=1e-6)
 
 
-def test_total_mixes_by_alpha_over_known_labels_only():
+def test_total_mixes_by_alpha_and_only_known_labels_add_to_the_hard_term():
     labels = np.array([0, -1, 1, -1, 2])
     loss, parts = losses.total(S, T, labels, loss="soft_ce", alpha=0.25, temperature=2.0,
                                regression=False)
     distill_part = np.mean(4.0 * -(softmax(T / 2) * np.log(softmax(S / 2))).sum(-1))
-    known = labels >= 0
-    hard_part = np.mean(-np.log(softmax(S)[np.arange(5), np.maximum(labels, 0)])[known])
+    known = labels >= 0  # Summed over the known labels, divided by the whole batch.
+    hard_part = np.sum(-np.log(softmax(S)[np.arange(5), np.maximum(labels, 0)])[known]) / 5
     np.testing.assert_allclose(parts["distill"], distill_part, rtol=1e-5)
     np.testing.assert_allclose(parts["hard"], hard_part, rtol=1e-5)
     np.testing.assert_allclose(loss, 0.75 * distill_part + 0.25 * hard_part, rtol=1e-5)
@@ -63,7 +63,7 @@ def test_total_regression_ignores_nan_labels():
     labels = np.array([1.0, np.nan, 2.0, np.nan, np.nan], np.float32)
     loss, parts = losses.total(S[:, :1], T[:, :1], labels, loss="mse", temperature=1.0, alpha=0.5,
                                regression=True)
-    hard_part = np.mean(((S[:, 0] - np.nan_to_num(labels)) ** 2)[~np.isnan(labels)])
+    hard_part = np.sum(((S[:, 0] - np.nan_to_num(labels)) ** 2)[~np.isnan(labels)]) / 5
     np.testing.assert_allclose(parts["hard"], hard_part, rtol=1e-5)
     assert np.isfinite(loss.numpy())
 
@@ -79,3 +79,14 @@ def test_gradient_of_soft_ce_at_t1_is_q_minus_p():
 def test_unknown_loss():
     with pytest.raises(UserError, match="unknown loss 'xent'"):
         losses.get("xent")
+
+
+def test_hard_term_weighs_each_labeled_example_alike_however_the_batch_is_split():
+    """The loss of a batch is the share-weighted sum of its parts' losses (what replicas
+    compute), whatever the parts' counts of labeled examples."""
+    labels = np.array([0, -1, -1, -1, 2])
+    kwargs = dict(loss="soft_ce", temperature=1.0, alpha=0.5, regression=False)
+    whole, _ = losses.total(S, T, labels, **kwargs)
+    first, _ = losses.total(S[:1], T[:1], labels[:1], **kwargs)  # one labeled example
+    rest, _ = losses.total(S[1:], T[1:], labels[1:], **kwargs)  # three unlabeled, one labeled
+    np.testing.assert_allclose(whole, first * 1 / 5 + rest * 4 / 5, rtol=1e-6)

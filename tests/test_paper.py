@@ -40,7 +40,8 @@ def test_demo_grid_all_methods_resumes_and_records_failures(tmp_path):
         assert value == f"{100 * score:.1f}", method
     assert rows[2][1:] == ["-"] * 5  # the broken student has no score
     glue = open(os.path.join(out, "glue_PD.md")).read()
-    assert "| model | Score | CoLA | SST-2 |" in glue and "| L-1_H-32 |" in glue
+    assert "| model | Score | CoLA | SST-2 |" in glue and "our rows are dev-set scores" in glue
+    assert "| L-1_H-32 (ours, dev) | - |" in glue  # SST-2 alone: no GLUE score.
     assert os.path.getsize(os.path.join(out, "sst2_vs_size.png")) > 1000
 
     cell = os.path.join(out, "cells", "sst2", "L-1_H-32", "PDF", "seed0", "cell.json")
@@ -64,3 +65,13 @@ def test_small_bert_24_are_derived_from_layers_and_hidden():
     assert len(students) == 24
     assert students[0]["encoder"].endswith("small_bert/bert_en_uncased_L-2_H-128_A-2/2")
     assert students[-1]["encoder"].endswith("small_bert/bert_en_uncased_L-12_H-768_A-12/2")
+
+
+def test_glue_tables_show_the_published_row_of_a_matching_size():
+    rows = paper._published_rows(["L-2_H-128 (Tiny)", "L-3_H-96"])
+    assert rows == [["BERT-Tiny (published, test)", "64.2", "0.0", "83.2", "76.1", "73.9", "72.8",
+                     "70.2", "70.3", "81.5", "57.2", "62.3"]]
+    cols = {(t, s): [0.5] for t, s, _ in paper.GLUE_COLUMNS}
+    assert paper._glue_score(cols) == "50.0"
+    del cols[("mnli", "validation_mismatched")]
+    assert paper._glue_score(cols) == "-"  # MNLI incomplete: no GLUE score.

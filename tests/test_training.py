@@ -120,3 +120,15 @@ def test_xla_compiled_steps_train_like_plain_ones(tmp_path):
     training.fit(compiled, _make_dataset(), 96, _loss, schedule, str(tmp_path / "xla"))
     for a, b in zip(plain.weights, compiled.weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_gradients_are_clipped_to_their_global_norm():
+    def first_moment(clip_norm):
+        v = tf.Variable([0.0, 0.0], name="kernel")
+        opt = training.adamw(training.Schedule(learning_rate=1e-3, warmup=0.0, weight_decay=0.0,
+                                               clip_norm=clip_norm), total_steps=10)
+        opt.apply_gradients([(tf.constant([30.0, 40.0]), v)])  # Global norm 50.
+        return opt._momentums[0].numpy()  # Adam's m after one step: 0.1 * the applied gradient.
+
+    np.testing.assert_allclose(first_moment(1.0), [0.06, 0.08], rtol=1e-5)
+    np.testing.assert_allclose(first_moment(0.0), [3.0, 4.0], rtol=1e-5)  # 0 turns it off.
