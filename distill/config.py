@@ -61,6 +61,9 @@ class TeacherConfig:
     train: Schedule = dataclasses.field(
         default_factory=lambda: Schedule(learning_rate=2e-5))
     label_batch_size: int = 256  # Batch size when labeling D_T.
+    # Labeling refuses a teacher whose score does not beat the majority-class (STS-B: mean)
+    # baseline by this much on the heldout split (teachers/gate.py).
+    min_margin: float = 0.0
     shard_size: int = 10_000  # Records per soft-label shard.
 
 

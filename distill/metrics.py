@@ -52,3 +52,19 @@ def glue_score(task_scores: dict[str, float]) -> float | None:
     if set(task_scores) != set(tasks_lib.TASKS):
         return None
     return float(np.mean([task_scores[t] for t in tasks_lib.TASKS]))
+
+
+
+def majority_baseline(task: tasks_lib.Task, train_labels, labels) -> dict[str, float]:
+    """The task's metrics of always answering train's majority class (its mean, for STS-B).
+
+    A constant has no correlation with anything: Pearson and Spearman count as 0.
+    """
+    train_labels, labels = np.asarray(train_labels), np.asarray(labels)
+    if task.is_regression:
+        result = {name: 0.0 for name in task.metrics}
+    else:
+        majority = np.bincount(train_labels[train_labels >= 0], minlength=task.num_outputs).argmax()
+        result = compute(task, labels, np.eye(task.num_outputs)[np.full(len(labels), majority)])
+    result["score"] = float(np.mean([result[m] for m in task.metrics]))
+    return result

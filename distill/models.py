@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from distill import distribute, encoders, rundir
+from distill import distribute, encoders, rundir, training
 from distill.errors import UserError
 
 META = "classifier.json"
@@ -110,6 +110,12 @@ def predict(fn, dataset: tf.data.Dataset) -> dict[str, np.ndarray]:
         labels.append(batch["label"].numpy())
     return {"id": np.concatenate(ids), "label": np.concatenate(labels),
             "logits": np.concatenate(logits)}
+
+
+def predict_source(model_path: str, source, packer, batch_size: int) -> dict[str, np.ndarray]:
+    """The classifier SavedModel at `model_path` on every example of a `data.Source`, in order."""
+    fn, _ = load(model_path)
+    return predict(fn, training.batches(source.get_tfdata(), packer, batch_size))
 
 
 def count_params(model: keras.Model) -> int:

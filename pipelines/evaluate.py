@@ -12,18 +12,15 @@ import time
 
 import numpy as np
 
-from distill import config as config_lib, data, metrics, models, rundir, tasks, text, training
+from distill import config as config_lib, data, metrics, models, rundir, tasks, text
 from distill.errors import UserError
 
 
 def _predict(cfg, task, model_path: str, side, split: str) -> dict:
     """Predictions of the classifier at `model_path` on `split`, packed as `side` (the
     teacher or student config section) says."""
-    fn, _ = models.load(model_path)
-    source = data.labeled(cfg.data, task, split)
-    batches = training.batches(source.get_tfdata(), text.packer(side, task.is_pair),
-                               cfg.eval_batch_size)
-    return models.predict(fn, batches)
+    return models.predict_source(model_path, data.labeled(cfg.data, task, split),
+                                 text.packer(side, task.is_pair), cfg.eval_batch_size)
 
 
 def submission_rows(task: tasks.Task, result: dict) -> list[str]:

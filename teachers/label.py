@@ -10,6 +10,7 @@ ones; worker w of N writes shards k = w (mod N).
 from __future__ import annotations
 
 import itertools
+import os
 
 import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
 import numpy as np
@@ -18,6 +19,7 @@ from tqdm import tqdm
 
 from distill import (config as config_lib, data, distribute, encoders, models, rundir, store as
                      store_lib, tasks, text, transfer)
+from teachers import gate
 
 WINDOW_BATCHES = 16  # Examples are sorted by length within windows of 16 batches.
 # A generous bound on a record's size on disk (text, logits, framing), for the free-space check.
@@ -104,6 +106,11 @@ def producer(cfg: config_lib.Config, teacher: dict, source: data.Source, filters
     }
 
 
+def _complete(store: str) -> bool:
+    return os.path.isfile(os.path.join(store, store_lib.MANIFEST)) and bool(
+        store_lib.load_manifest(store).get("complete"))
+
+
 def run(cfg: config_lib.Config, run_dir: str, worker: int = 0, num_workers: int = 1) -> dict:
     """Labels this worker's pending shards; the store's manifest is the stage's bookkeeping
     (shard by shard, since workers share it), so a rerun checks and redoes only what is
@@ -117,6 +124,8 @@ def run(cfg: config_lib.Config, run_dir: str, worker: int = 0, num_workers: int 
               f"examples, teacher {manifest['teacher']['encoder']}); skipping")
         return manifest
     teacher = rundir.done_record(paths.stage_dir("teacher"))  # Before reading any data.
+    if not _complete(store):  # A finished store was gated when it was made.
+        gate.check(cfg, task, paths.teacher_model)
     source, filters = transfer.build(cfg.data, task)
     writer = store_lib.Writer(store, producer(cfg, teacher, source, filters), source.total_examples,
                             cfg.teacher.shard_size, task.num_outputs, task.is_regression,

@@ -1,0 +1,52 @@
+"""The teacher's quality gate: no store from a teacher that learned nothing.
+
+BERT-Large sometimes fails to train on small tasks (RTE, MRPC, STS-B, CoLA); one collapsed
+teacher would silently poison every student distilled from its store. Before labeling, the
+teacher must beat the majority-class baseline (the mean, for STS-B) on the heldout split
+carved from train (`data.heldout_fraction`), or, without one, on the first
+`GATE_EXAMPLES` examples of D_L's train split (those the teacher trained on), by
+`teacher.min_margin`.
+
+    distill label CONFIG --output RUN    # runs the gate first
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from distill import config as config_lib, data, metrics, models, tasks as tasks_lib, text
+from distill.errors import UserError
+
+GATE_EXAMPLES = 2000  # Without a heldout split: that many of train's first examples.
+
+
+def check(cfg: config_lib.Config, task: tasks_lib.Task, teacher_model: str) -> dict:
+    """The teacher's and the baseline's scores on the gate's split.
+
+    Raises:
+      UserError: naming both scores, when the teacher does not beat the baseline by
+        `teacher.min_margin`.
+    """
+    heldout = cfg.data.heldout_fraction > 0
+    split = data.HELDOUT if heldout else "train"
+    cap = min(GATE_EXAMPLES, cfg.data.max_train_examples or GATE_EXAMPLES)
+    source = data.labeled(cfg.data, task, split, limit=None if heldout else cap)
+    out = models.predict_source(teacher_model, source, text.packer(cfg.teacher, task.is_pair),
+                                cfg.eval_batch_size)
+    train = data.labeled(cfg.data, task, "train").get_tfdata().map(lambda ex: ex["label"])
+    train_labels = np.fromiter(train.as_numpy_iterator(), dtype=np.float64)
+    if not task.is_regression:
+        train_labels = train_labels.astype(np.int64)
+    teacher = metrics.compute(task, out["label"], out["logits"])["score"]
+    baseline = metrics.majority_baseline(task, train_labels, out["label"])["score"]
+    where = f"{split} split ({len(out['label'])} examples)"
+    kind = "mean" if task.is_regression else "majority-class"
+    if not teacher > baseline + cfg.teacher.min_margin:
+        raise UserError(f"The teacher {teacher_model} scores {teacher:.4f} on the {where}, not "
+                        f"above the {kind} baseline's {baseline:.4f} + teacher.min_margin "
+                        f"{cfg.teacher.min_margin}: it learned nothing worth distilling. Train it "
+                        f"again (another seed or teacher.train schedule, in a new --output), or "
+                        f"lower teacher.min_margin.")
+    print(f"[label] teacher gate passed: {teacher:.4f} on the {where} against the {kind} "
+          f"baseline's {baseline:.4f}")
+    return {"split": split, "examples": int(len(out["label"])), "teacher": teacher,
+            "baseline": baseline, "margin": cfg.teacher.min_margin}

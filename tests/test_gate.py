@@ -1,0 +1,40 @@
+"""The teacher's quality gate: labeling refuses a teacher that learned nothing."""
+import numpy as np
+import tensorflow as tf
+
+from distill import config, models, tasks
+from pipelines import cli
+from teachers import gate
+
+
+def constant_teacher(small_task, path):
+    """The task's classifier with its output layer zeroed: the same answer for every text,
+    as a teacher trained for zero steps (or one that collapsed) gives."""
+    model = models.build(small_task["teacher"], 2, dropout=0.0)
+    model.get_layer("logits").kernel.assign(tf.zeros_like(model.get_layer("logits").kernel))
+    return models.export(model, str(path), {"task": "sst2"})
+
+
+def test_a_teacher_that_learned_nothing_is_refused_before_labeling(small_task, tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["configs/demo.yaml", "--output", str(run), *small_task["sets"],
+            "--set", f"teacher.finetuned={constant_teacher(small_task, tmp_path / 'flat')}",
+            "--set", "teacher.min_margin=0.0"]
+    assert cli.main(["teacher", *args]) == 0
+    assert cli.main(["label", *args]) == 2
+    error = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(error) == 1 and "on the train split (300 examples), not above the " \
+        "majority-class baseline's" in error[0], error
+    assert not (run / "store").exists()
+
+
+def test_the_gate_measures_teacher_and_baseline_on_the_same_examples(small_task):
+    cfg = config.load("configs/demo.yaml", [small_task["sets"][i + 1]
+                                            for i in range(0, len(small_task["sets"]), 2)])
+    result = gate.check(cfg, tasks.get("sst2"), small_task["teacher_classifier"])
+    labels = [int(line.rsplit("\t", 1)[1]) for line in
+              open(f"{small_task['glue_dir']}/train.tsv").read().splitlines()[1:]]
+    majority = max(np.mean(labels), 1 - np.mean(labels))
+    assert result["split"] == "train" and result["examples"] == len(labels) == 300
+    assert abs(result["baseline"] - majority) < 1e-9
+    assert result["margin"] == -1.0
