@@ -83,7 +83,7 @@ def load(path: str):
     """
     if not os.path.isfile(os.path.join(path, "saved_model.pb")):
         raise UserError(f"Classifier {path}: no saved_model.pb; expected a SavedModel written "
-                        f"by `distill teacher` or `distill train`.")
+                        f"by `distill teacher`, `distill distill` or `distill finetune`.")
     loaded = tf.saved_model.load(path)
     if "serving_default" not in loaded.signatures:
         raise UserError(f"Classifier {path} has no serving_default signature.")
@@ -105,16 +105,15 @@ def predict(fn, dataset: tf.data.Dataset) -> dict[str, np.ndarray]:
     """Runs `fn` over batches of encoded inputs; returns ids, labels and logits in order."""
     ids, labels, logits = [], [], []
     for batch in dataset:
-        logits.append(fn(batch).numpy())
+        logits.append(fn({n: batch[n] for n in encoders.INPUT_NAMES}).numpy())
         ids.append(batch["id"].numpy())
         labels.append(batch["label"].numpy())
     return {"id": np.concatenate(ids), "label": np.concatenate(labels),
             "logits": np.concatenate(logits)}
 
 
-def predict_source(model_path: str, source, packer, batch_size: int) -> dict[str, np.ndarray]:
-    """The classifier SavedModel at `model_path` on every example of a `data.Source`, in order."""
-    fn, _ = load(model_path)
+def predict_source(fn, source, packer, batch_size: int) -> dict[str, np.ndarray]:
+    """A loaded classifier (`load`) on every example of a `data.Source`, in order."""
     return predict(fn, training.batches(source.get_tfdata(), packer, batch_size))
 
 

@@ -19,7 +19,7 @@ from distill.errors import UserError
 def _predict(cfg, task, model_path: str, side, split: str) -> dict:
     """Predictions of the classifier at `model_path` on `split`, packed as `side` (the
     teacher or student config section) says."""
-    return models.predict_source(model_path, data.labeled(cfg.data, task, split),
+    return models.predict_source(models.load(model_path)[0], data.labeled(cfg.data, task, split),
                                  text.packer(side, task.is_pair), cfg.eval_batch_size)
 
 

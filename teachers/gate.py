@@ -19,8 +19,12 @@ from distill.errors import UserError
 GATE_EXAMPLES = 2000  # Without a heldout split: that many of train's first examples.
 
 
-def check(cfg: config_lib.Config, task: tasks_lib.Task, teacher_model: str) -> dict:
+def check(cfg: config_lib.Config, task: tasks_lib.Task, teacher, teacher_model: str) -> dict:
     """The teacher's and the baseline's scores on the gate's split.
+
+    Args:
+      teacher: the loaded teacher (`models.load`, split across replicas as labeling runs it).
+      teacher_model: its path, for messages.
 
     Raises:
       UserError: naming both scores, when the teacher does not beat the baseline by
@@ -30,7 +34,7 @@ def check(cfg: config_lib.Config, task: tasks_lib.Task, teacher_model: str) -> d
     split = data.HELDOUT if heldout else "train"
     cap = min(GATE_EXAMPLES, cfg.data.max_train_examples or GATE_EXAMPLES)
     source = data.labeled(cfg.data, task, split, limit=None if heldout else cap)
-    out = models.predict_source(teacher_model, source, text.packer(cfg.teacher, task.is_pair),
+    out = models.predict_source(teacher, source, text.packer(cfg.teacher, task.is_pair),
                                 cfg.eval_batch_size)
     train = data.labeled(cfg.data, task, "train").get_tfdata().map(lambda ex: ex["label"])
     train_labels = np.fromiter(train.as_numpy_iterator(), dtype=np.float64)

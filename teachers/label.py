@@ -124,8 +124,10 @@ def run(cfg: config_lib.Config, run_dir: str, worker: int = 0, num_workers: int 
               f"examples, teacher {manifest['teacher']['encoder']}); skipping")
         return manifest
     teacher = rundir.done_record(paths.stage_dir("teacher"))  # Before reading any data.
+    model = None
     if not _complete(store):  # A finished store was gated when it was made.
-        gate.check(cfg, task, paths.teacher_model)
+        model = distribute.split_batches(models.load(paths.teacher_model)[0])
+        gate.check(cfg, task, model, paths.teacher_model)
     source, filters = transfer.build(cfg.data, task)
     writer = store_lib.Writer(store, producer(cfg, teacher, source, filters), source.total_examples,
                             cfg.teacher.shard_size, task.num_outputs, task.is_regression,
@@ -136,8 +138,7 @@ def run(cfg: config_lib.Config, run_dir: str, worker: int = 0, num_workers: int 
         return writer.manifest
     slices = [writer.slice(k) for k in pending]
     todo = sum(count for _, count in slices)
-    teacher, _ = models.load(paths.teacher_model)
-    teacher = distribute.split_batches(teacher)
+    model = model or distribute.split_batches(models.load(paths.teacher_model)[0])
     packer = text.packer(cfg.teacher, task.is_pair)
     print(f"[label] {source.total_examples} transfer examples in {len(writer.manifest['shards'])} "
           f"shards; {len(pending)} to write ({todo} examples) into {store}")
@@ -147,7 +148,7 @@ def run(cfg: config_lib.Config, run_dir: str, worker: int = 0, num_workers: int 
 
     def labeled_examples():
         for window in encoded_windows(windows, packer):
-            logits = bucketed_logits(teacher, window, batch_size)
+            logits = bucketed_logits(model, window, batch_size)
             for i in range(len(logits)):
                 yield {"id": window["id"][i], "text_a": window["text_a"][i],
                        "text_b": window["text_b"][i], "label": window["label"][i],
