@@ -31,7 +31,8 @@ def test_a_teacher_that_learned_nothing_is_refused_before_labeling(small_task, t
 def test_the_gate_measures_teacher_and_baseline_on_the_same_examples(small_task):
     cfg = config.load("configs/demo.yaml", [small_task["sets"][i + 1]
                                             for i in range(0, len(small_task["sets"]), 2)])
-    result = gate.check(cfg, tasks.get("sst2"), small_task["teacher_classifier"])
+    teacher = models.load(small_task["teacher_classifier"])[0]
+    result = gate.check(cfg, tasks.get("sst2"), teacher, small_task["teacher_classifier"])
     labels = [int(line.rsplit("\t", 1)[1]) for line in
               open(f"{small_task['glue_dir']}/train.tsv").read().splitlines()[1:]]
     majority = max(np.mean(labels), 1 - np.mean(labels))
