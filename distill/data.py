@@ -76,6 +76,13 @@ def get(spec: str, task: tasks_lib.Task, split: str = "train", limit: int | None
     return limited(source, limit)
 
 
+def labels(source: Source, task: tasks_lib.Task) -> np.ndarray:
+    """The gold labels of `source` in order (int64 class indices, or float scores)."""
+    values = source.get_tfdata().map(lambda ex: ex["label"]).batch(4096).as_numpy_iterator()
+    out = np.concatenate(list(values) or [np.zeros(0)])
+    return out.astype(np.float64 if task.is_regression else np.int64)
+
+
 def limited(source: Source, limit: int | None) -> Source:
     """The first `limit` examples of `source` (all of them when None)."""
     if limit is None or limit >= source.total_examples:

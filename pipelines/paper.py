@@ -22,7 +22,8 @@ import os
 import statistics
 import traceback
 
-from distill import config as config_lib, convert, encoders, metrics, preflight, rundir, tasks
+from distill import (config as config_lib, convert, data, encoders, metrics, preflight, rundir,
+                     tasks)
 from distill.errors import UserError
 from pipelines import demo, glue, published
 from students import presets
@@ -94,8 +95,9 @@ def run(cfg: config_lib.Config, output: str) -> dict:
         configs[task] = task_config, config_lib.load(task_config, base + [f"task={task}"])
         preflight.check(configs[task][1], os.path.join(output, "shared", task))
     grid_students = students(grid, assets)
-    cells = {}
+    cells, baselines = {}, {}
     for task, (task_config, task_cfg) in configs.items():
+        baselines[task] = majority_scores(task_cfg)
         shared = os.path.join(output, "shared", task)
         print(f"[reproduce] {task}: teacher and store in {shared}")
         reuse = [f"{k}={v}" for k, v in glue.shared_store(task_cfg, shared).items()]
@@ -110,7 +112,17 @@ def run(cfg: config_lib.Config, output: str) -> dict:
                                             f"seed{seed}")
                     cells[key] = run_cell(task_config, base + [f"task={task}"] + reuse + extra,
                                           cell_dir)
-    return write_tables(cfg, cells, output)
+    return write_tables(cfg, cells, output, baselines)
+
+
+def majority_scores(cfg: config_lib.Config) -> dict[str, float]:
+    """Dev score of always answering D_L's majority class (its mean, STS-B), per dev split:
+    the floor every student must clear to have learned anything."""
+    task = tasks.get(cfg.task)
+    train = data.labels(data.labeled(cfg.data, task, "train"), task)
+    return {split.name: metrics.majority_baseline(
+        task, train, data.labels(data.labeled(cfg.data, task, split.name), task))["score"]
+            for split in task.dev_splits}
 
 
 def _resolve(path: str) -> str:
@@ -134,8 +146,8 @@ def run_cell(task_config: str, overrides: list[str], cell_dir: str) -> dict:
         paths = rundir.RunDir(cell_dir, cfg)
         params = paths.summary(paths.final_stage)["params"]
         cell = {"status": "done", "params": params,
-                "scores": {s: results["student"][s]["score"] for s in results["student"]
-                           if s != "eval_seconds"}}
+                **{key: {s: results[role][s]["score"] for s in results[role] if s != "eval_seconds"}
+                   for key, role in (("scores", "student"), ("teacher", "teacher"))}}
     except Exception as e:  # One failed cell must not stop the grid.
         cell = {"status": "failed", "error": f"{type(e).__name__}: {e}",
                 "traceback": traceback.format_exc()}
@@ -190,17 +202,31 @@ def _write(path: str, header: list[str], rows: list[list[str]], caption: str = "
     rundir.write_text_atomic(path + ".md", "\n".join(markdown) + "\n")
 
 
-def write_tables(cfg: config_lib.Config, cells: dict, output: str) -> dict:
-    """GLUE tables per method, method-comparison tables per task, and size plots."""
+def write_tables(cfg: config_lib.Config, cells: dict, output: str, baselines: dict) -> dict:
+    """GLUE tables per method, method-comparison tables per task, and size plots.
+
+    Args:
+      baselines: task -> {dev split: the majority-class score} (`majority_scores`).
+    """
     names = list(dict.fromkeys(s for _, s, _, _ in cells))
     grid_tasks = cfg.grid.tasks
+    teachers = {}  # task -> {split: score}: every cell of a task has the same teacher.
+    for (task, _, _, _), cell in cells.items():
+        if cell["status"] == "done" and "teacher" in cell:
+            teachers.setdefault(task, cell["teacher"])
+    references = []
+    for label, per_task in (("majority class (dev)", baselines), ("teacher (dev)", teachers)):
+        cols = [[per_task[t][split]] if split in per_task.get(t, {}) else []
+                for t, split, _ in GLUE_COLUMNS]
+        score = _glue_score({(t, split): c for (t, split, _), c in zip(GLUE_COLUMNS, cols)})
+        references.append([label, score] + [_mean_std(c) for c in cols])
     for method in cfg.grid.methods:
         rows = []
         for student in names:
             cols = [_scores(cells, t, student, method, split) for t, split, _ in GLUE_COLUMNS]
             score = _glue_score({(t, split): c for (t, split, _), c in zip(GLUE_COLUMNS, cols)})
             rows.append([f"{student} (ours, dev)", score] + [_mean_std(c) for c in cols])
-        rows += _published_rows(names)
+        rows += references + _published_rows(names)
         _write(os.path.join(output, f"glue_{method}"), ["model", "Score"] +
                [name for _, _, name in GLUE_COLUMNS], rows,
                f"GLUE, method {method}: our rows are dev-set scores (x100, mean ± std over "
@@ -211,8 +237,11 @@ def write_tables(cfg: config_lib.Config, cells: dict, output: str) -> dict:
         split = tasks.get(task).dev_splits[0].name
         rows = [[student] + [_mean_std(_scores(cells, task, student, m, split))
                              for m in cfg.grid.methods] for student in names]
+        floor = _mean_std([baselines[task][split]]) if task in baselines else "-"
+        teacher = _mean_std([teachers[task][split]]) if split in teachers.get(task, {}) else "-"
         _write(os.path.join(output, f"methods_{task}"), ["student"] + cfg.grid.methods, rows,
-               f"{task}: {split} (dev) score x100, mean ± std over seeds.")
+               f"{task}: {split} (dev) score x100, mean ± std over seeds. Always answering the "
+               f"majority class scores {floor}; the teacher {teacher}.")
         _plot(cells, task, split, cfg.grid.methods, os.path.join(output, f"{task}_vs_size.png"))
     failed = {"/".join(map(str, k)): c["error"] for k, c in cells.items() if c["status"] == "failed"}
     summary = {"cells": len(cells), "done": sum(c["status"] == "done" for c in cells.values()),

@@ -11,8 +11,6 @@ carved from train (`data.heldout_fraction`), or, without one, on the first
 """
 from __future__ import annotations
 
-import numpy as np
-
 from distill import config as config_lib, data, metrics, models, tasks as tasks_lib, text
 from distill.errors import UserError
 
@@ -36,10 +34,7 @@ def check(cfg: config_lib.Config, task: tasks_lib.Task, teacher, teacher_model: 
     source = data.labeled(cfg.data, task, split, limit=None if heldout else cap)
     out = models.predict_source(teacher, source, text.packer(cfg.teacher, task.is_pair),
                                 cfg.eval_batch_size)
-    train = data.labeled(cfg.data, task, "train").get_tfdata().map(lambda ex: ex["label"])
-    train_labels = np.fromiter(train.as_numpy_iterator(), dtype=np.float64)
-    if not task.is_regression:
-        train_labels = train_labels.astype(np.int64)
+    train_labels = data.labels(data.labeled(cfg.data, task, "train"), task)
     teacher = metrics.compute(task, out["label"], out["logits"])["score"]
     baseline = metrics.majority_baseline(task, train_labels, out["label"])["score"]
     where = f"{split} split ({len(out['label'])} examples)"

@@ -43,6 +43,20 @@ def test_demo_grid_all_methods_resumes_and_records_failures(tmp_path):
     glue = open(os.path.join(out, "glue_PD.md")).read()
     assert "| model | Score | CoLA | SST-2 |" in glue and "our rows are dev-set scores" in glue
     assert "| L-1_H-32 (ours, dev) | - |" in glue  # SST-2 alone: no GLUE score.
+    # The floor and the teacher beside the students: SST-2's dev majority class and the
+    # teacher's dev accuracy that every cell's metrics.json recorded.
+    with open(os.path.join(out, "cells", "sst2", "L-1_H-32", "PD", "seed0", "metrics.json")) as f:
+        teacher = json.load(f)["teacher"]["validation"]["accuracy"]
+    with open(os.path.join(out, "assets", "SST-2", "dev.tsv")) as f:
+        dev = [int(line.rsplit("\t", 1)[1]) for line in f.read().splitlines()[1:101]]
+    with open(os.path.join(out, "assets", "SST-2", "train.tsv")) as f:
+        train = [int(line.rsplit("\t", 1)[1]) for line in f.read().splitlines()[1:301]]
+    majority = max(set(train), key=train.count)
+    floor = 100 * sum(y == majority for y in dev) / len(dev)
+    methods = open(os.path.join(out, "methods_sst2.md")).read()
+    assert (f"Always answering the majority class scores {floor:.1f}; the teacher "
+            f"{100 * teacher:.1f}.") in methods
+    assert f"| majority class (dev) | - | - | {floor:.1f} |" in glue
     assert os.path.getsize(os.path.join(out, "sst2_vs_size.png")) > 1000
 
     cell = os.path.join(out, "cells", "sst2", "L-1_H-32", "PDF", "seed0", "cell.json")
