@@ -137,7 +137,8 @@ from distill import config
 from pipelines import glue
 cfg = config.load(None, ["data.labeled=glue_dir:{SHARED}/glue/SST-2",
     "data.transfer=['text:{store}.txt']", "teacher.finetuned={teacher}",
-    "teacher.preprocessor={vocab}", "teacher.seq_length=128", "teacher.shard_size=4096"])
+    "teacher.preprocessor={vocab}", "teacher.seq_length=128", "teacher.shard_size=4096",
+    "teacher.min_margin=-1.0"])  # A random teacher: measuring memory, not teaching.
 glue.shared_store(cfg, {store!r})
 # VmHWM is this address space's peak; ru_maxrss would carry the forking parent's peak.
 print("MAXRSS", [l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM")][0])
