@@ -65,6 +65,12 @@ def _key(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
 
 
+def _guard_keys(text_a: str, text_b: str) -> tuple[list[int], int | None]:
+    """What the guard compares: the keys of each non-empty normalised side, and of the pair."""
+    a, b = normalize(text_a), normalize(text_b)
+    return [_key(t) for t in (a, b) if t], (_key(a + "\t" + b) if b else None)
+
+
 @dataclasses.dataclass
 class Entry:
     """One source of the transfer set and how much of it to take."""
@@ -191,10 +197,10 @@ def _evaluation_keys(cfg_data, task: tasks_lib.Task) -> tuple[set, set]:
             raise
         for batch in source.get_tfdata().batch(4096).as_numpy_iterator():
             for a, b in zip(batch["text_a"], batch["text_b"]):
-                a, b = normalize(a.decode()), normalize(b.decode())
-                sides.update(_key(t) for t in (a, b) if t)
-                if b:
-                    pairs.add(_key(a + "\t" + b))
+                side_keys, pair_key = _guard_keys(a.decode(), b.decode())
+                sides.update(side_keys)
+                if pair_key is not None:
+                    pairs.add(pair_key)
     return sides, pairs
 
 
@@ -214,8 +220,8 @@ def build(cfg_data, task: tasks_lib.Task, progress: bool = True) -> tuple[data.S
     guard = cfg_data.contamination_guard
     sides, pairs = _evaluation_keys(cfg_data, task) if guard else (set(), set())
     picked, hashes, contaminated, report = [], [], [], []
-    sizes = [s.total_examples for s in sources]
-    bar = tqdm(total=None if -1 in sizes else sum(sizes), desc="transfer", unit="ex",
+    expected = [s.total_examples for s in sources]  # -1 where unknown until read.
+    bar = tqdm(total=None if -1 in expected else sum(expected), desc="transfer", unit="ex",
                disable=not progress, mininterval=1.0)
     with bar:
         for entry, source in zip(chosen, sources):
@@ -227,9 +233,9 @@ def build(cfg_data, task: tasks_lib.Task, progress: bool = True) -> tuple[data.S
                     a, b = a.decode("utf-8", "replace"), b.decode("utf-8", "replace")
                     keys[j] = _key(a + "\t" + b)
                     if guard:
-                        na, nb = normalize(a), normalize(b)
-                        dirty[j] = bool((na and _key(na) in sides) or (nb and _key(nb) in sides)
-                                        or (nb and _key(na + "\t" + nb) in pairs))
+                        side_keys, pair_key = _guard_keys(a, b)
+                        dirty[j] = any(k in sides for k in side_keys) or (
+                            pair_key is not None and pair_key in pairs)
                 hashes.append(keys)
                 contaminated.append(dirty)
                 n += len(keys)

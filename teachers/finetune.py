@@ -12,7 +12,7 @@ def run(cfg: config_lib.Config, run_dir: str) -> dict:
     task = tasks.get(cfg.task)
     paths = rundir.RunDir(run_dir, cfg)
     teacher = config_lib.to_dict(cfg)["teacher"]
-    for labeling_only in ("label_batch_size", "shard_size"):
+    for labeling_only in ("label_batch_size", "shard_size", "min_margin"):
         teacher.pop(labeling_only)
     inputs = {"task": task.name, "seed": cfg.seed, "precision": cfg.precision,
               "teacher": teacher, "data": data.labeled_inputs(cfg.data)}

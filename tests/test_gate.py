@@ -26,6 +26,11 @@ def test_a_teacher_that_learned_nothing_is_refused_before_labeling(small_task, t
     assert len(error) == 1 and "on the train split (300 examples), not above the " \
         "majority-class baseline's" in error[0], error
     assert not (run / "store").exists()
+    # Lowering the margin, as the error suggests, labels on the same run directory: the
+    # margin is labeling's setting, not one the teacher stage was made from.
+    assert cli.main(["teacher", *args, "--set", "teacher.min_margin=-1.0"]) == 0
+    assert cli.main(["label", *args, "--set", "teacher.min_margin=-1.0"]) == 0
+    assert (run / "store" / "manifest.json").exists()
 
 
 def test_the_gate_measures_teacher_and_baseline_on_the_same_examples(small_task):
