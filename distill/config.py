@@ -42,6 +42,9 @@ class DataConfig:
     # Reuse a complete soft-label store (e.g. another run's RUN/store) instead of
     # labeling: a sweep of many students costs one teacher pass.
     store: typing.Optional[str] = None
+    # Train students on a subsample of this many store examples, drawn with `seed`
+    # (no relabeling): the paper's transfer-set-size experiment (`grid.transfer_sizes`).
+    store_sample: typing.Optional[int] = None
     # Drop transfer examples whose text occurs in the task's dev or test sets, and refuse
     # those sets as transfer data (distill/transfer.py). false: the report says so.
     contamination_guard: bool = True
@@ -60,6 +63,10 @@ class TeacherConfig:
     finetuned: typing.Optional[str] = None  # A classifier SavedModel trained elsewhere: skips fine-tuning.
     train: Schedule = dataclasses.field(
         default_factory=lambda: Schedule(learning_rate=2e-5))
+    # Fine-tune this many teachers (seeds seed, seed+1, ...) and keep the one that scores
+    # best on the gate's split (the heldout split carved from train): BERT-Large sometimes
+    # fails to train on small tasks, and BERT's authors restart it.
+    restarts: int = 1
     label_batch_size: int = 256  # Batch size when labeling D_T.
     # Labeling refuses a teacher whose score does not beat the majority-class (STS-B: mean)
     # baseline by this much on the heldout split (teachers/gate.py).
@@ -128,6 +135,12 @@ class GridConfig:
     methods: list = dataclasses.field(default_factory=lambda: ["PF", "D", "PD", "PDF"])
     seeds: list = dataclasses.field(default_factory=lambda: [0])
     assets: typing.Optional[str] = None  # "demo": build the demo's data and encoders first.
+    # Each cell runs the task config's `sweep` (space or preset, oracle, max_trials) and
+    # keeps the trial that scores best on the split carved from train (pipelines/paper.py).
+    search: bool = False
+    # Also distil on seeded subsamples of the store of these sizes (the whole store is
+    # always a point): the paper's transfer-set-size figure.
+    transfer_sizes: list = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -222,6 +235,12 @@ def _unknown(key: str, cls) -> UserError:
     return UserError(f"Config key {key!r} does not exist.{hint}")
 
 
+def check_key(key: str) -> None:
+    """Refuses a dotted key that is no config field (a sweep's space, a grid's axis)."""
+    if key not in _all_keys(Config):
+        raise _unknown(key, Config)
+
+
 def _apply(obj, updates: dict, prefix: str = ""):
     fields = _fields(type(obj))
     for name, value in updates.items():
@@ -311,6 +330,11 @@ def validate(cfg: Config) -> None:
     if not 0.0 <= cfg.data.heldout_fraction < 1.0:
         raise UserError(f"data.heldout_fraction: expected a value in [0, 1); received "
                         f"{cfg.data.heldout_fraction}.")
+    if cfg.teacher.restarts < 1:
+        raise UserError(f"teacher.restarts: expected at least 1; received {cfg.teacher.restarts}.")
+    if cfg.data.store_sample is not None and cfg.data.store_sample < 1:
+        raise UserError(f"data.store_sample: expected a positive number of examples or null; "
+                        f"received {cfg.data.store_sample}.")
     if cfg.distribute.strategy not in distribute.STRATEGIES:
         raise UserError(f"distribute.strategy: expected one of {list(distribute.STRATEGIES)}; "
                         f"received {cfg.distribute.strategy!r}.")

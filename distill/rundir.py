@@ -54,9 +54,16 @@ class RunDir:
             return os.path.join(self.root, "student", stage)
         raise ValueError(f"unknown stage {stage!r}")
 
-    def workdir(self, stage: str) -> str:
-        """Checkpoints and TensorBoard logs of a training stage."""
-        return os.path.join(self.stage_dir(stage), "train")
+    def workdir(self, stage: str, restart: int | None = None) -> str:
+        """Checkpoints and TensorBoard logs of a training stage (of one teacher restart)."""
+        if restart is None:
+            return os.path.join(self.stage_dir(stage), "train")
+        return os.path.join(self.stage_dir(stage), f"restart{restart}", "train")
+
+    @property
+    def restarts(self) -> str:
+        """The teacher restarts' scores on the gate's split, one entry as each finishes."""
+        return os.path.join(self.stage_dir("teacher"), "restarts.json")
 
     def model(self, stage: str) -> str:
         """The classifier SavedModel a training stage exports."""

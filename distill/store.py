@@ -264,3 +264,14 @@ def read(store: str, expect: dict | None = None, verify_checksums: bool = True,
     parsed = ds.batch(256).map(lambda r: tf.io.parse_example(r, spec),
                                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return parsed.unbatch(), manifest
+
+
+def subsample(dataset: tf.data.Dataset, total: int, size: int, seed: int) -> tf.data.Dataset:
+    """`size` of a store's `total` records, drawn with `seed`, in store order.
+
+    The paper's transfer-size experiment: a smaller transfer set without labeling again.
+    """
+    keep = np.zeros(total, bool)
+    keep[np.random.default_rng(seed).choice(total, size, replace=False)] = True
+    mask = tf.constant(keep)
+    return dataset.enumerate().filter(lambda i, _: mask[i]).map(lambda _, example: example)

@@ -51,23 +51,36 @@ def score(cfg: config_lib.Config, run_dir: str, role: str, split: str) -> dict:
     return {**metrics.compute(task, out["label"], out["logits"]), "examples": int(len(out["id"]))}
 
 
-def run(cfg: config_lib.Config, run_dir: str) -> dict:
+def evaluate_role(cfg: config_lib.Config, run_dir: str, role: str) -> dict:
+    """`role`'s metrics on every dev split; its predictions go to RUN/predictions."""
+    task = tasks.get(cfg.task)
+    paths = rundir.RunDir(run_dir, cfg)
+    t0, results = time.time(), {}
+    for split in task.dev_splits:
+        out = _predict(cfg, task, *_roles(cfg, run_dir)[role], split.name)
+        results[split.name] = {**metrics.compute(task, out["label"], out["logits"]),
+                               "examples": int(len(out["id"]))}
+        rundir.write_file_atomic(paths.predictions(role, split.name),
+                                 lambda tmp: np.savez(tmp, **out))
+    results["eval_seconds"] = round(time.time() - t0, 2)
+    print(f"[evaluate] {role}: " + ", ".join(
+        f"{s.name} {results[s.name]['score']:.4f}" for s in task.dev_splits))
+    return results
+
+
+def run(cfg: config_lib.Config, run_dir: str, teacher: dict | None = None) -> dict:
+    """Evaluates teacher and student, writes metrics.json and the test submission.
+
+    Args:
+      teacher: the teacher's results when they were computed once for many runs that share
+        it (a grid's cells); it is then not evaluated again.
+    """
     task = tasks.get(cfg.task)
     paths = rundir.RunDir(run_dir, cfg)
     roles = _roles(cfg, run_dir)
-    results = {"task": task.name, "metrics": task.metrics}
-    for role, args in roles.items():
-        t0 = time.time()
-        results[role] = {}
-        for split in task.dev_splits:
-            out = _predict(cfg, task, *args, split.name)
-            results[role][split.name] = {**metrics.compute(task, out["label"], out["logits"]),
-                                         "examples": int(len(out["id"]))}
-            rundir.write_file_atomic(paths.predictions(role, split.name),
-                                     lambda tmp: np.savez(tmp, **out))
-        results[role]["eval_seconds"] = round(time.time() - t0, 2)
-        print(f"[evaluate] {role}: " + ", ".join(
-            f"{s.name} {results[role][s.name]['score']:.4f}" for s in task.dev_splits))
+    results = {"task": task.name, "metrics": task.metrics,
+               "teacher": teacher or evaluate_role(cfg, run_dir, "teacher"),
+               "student": evaluate_role(cfg, run_dir, "student")}
 
     results["submission"] = {}
     for split in task.test_splits:
@@ -79,14 +92,14 @@ def run(cfg: config_lib.Config, run_dir: str) -> dict:
         path = paths.submission(split.submission)
         rundir.write_text_atomic(path, "\n".join(submission_rows(task, out)) + "\n")
         results["submission"][split.name] = {"file": path, "examples": int(len(out["id"]))}
-    rundir.write_json_atomic(paths.metrics, _plain(results))
+    rundir.write_json_atomic(paths.metrics, plain(results))
     return results
 
 
-def _plain(obj):
+def plain(obj):
     """numpy scalars -> Python, for JSON."""
     if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
+        return {k: plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
+        return [plain(v) for v in obj]
     return obj.item() if isinstance(obj, np.generic) else obj

@@ -78,8 +78,13 @@ def with_mlm_student(cfg: config_lib.Config, run_dir: str) -> config_lib.Config:
     return dataclasses.replace(cfg, student=student)
 
 
-def run(cfg: config_lib.Config, run_dir: str) -> dict:
-    """Runs every stage of the recipe in order; returns the evaluation results."""
+def run(cfg: config_lib.Config, run_dir: str, teacher_results: dict | None = None) -> dict:
+    """Runs every stage of the recipe in order; returns the evaluation results.
+
+    Args:
+      teacher_results: the shared teacher's dev results, when many runs share it (a grid's
+        cells): it is evaluated once, not once per run.
+    """
     preflight.check(cfg, run_dir)  # Every input, before any work.
     rundir.check_writable(run_dir)
     cfg = with_mlm_student(cfg, run_dir)
@@ -94,9 +99,10 @@ def run(cfg: config_lib.Config, run_dir: str) -> dict:
             run_stage(name, cfg, run_dir, worker=worker, num_workers=workers)
             if workers > 1:  # The students need the whole store, from every worker.
                 store.wait_complete(rundir.RunDir(run_dir, cfg).store)
+        elif name == "evaluate":
+            results = run_stage(name, cfg, run_dir, teacher=teacher_results)
         else:
-            result = run_stage(name, cfg, run_dir)
-            results = result if name == "evaluate" else results
+            run_stage(name, cfg, run_dir)
         timings[name] = round(time.time() - t0, 1)
     if chief:
         save_config(cfg, run_dir)

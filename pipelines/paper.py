@@ -1,40 +1,75 @@
-"""The paper's tables: a grid of students x methods x tasks x seeds.
+"""The paper's tables: a grid of students x methods x tasks x seeds (x transfer-set sizes).
 
     distill reproduce configs/paper/pd_vs_baselines.yaml --output runs/paper
 
-Methods (Turc et al. 2019, Sec. 3 and 6): PF, pre-training + fine-tuning on the
-labels; D, distillation from a random initialisation; PD, pre-trained
-distillation; PDF, PD followed by fine-tuning; TT, fine-tuning a truncated
-teacher (students that name a `truncated_encoder`, made by `distill convert
---layers K`). Every cell is its own run directory under OUTPUT/cells and reuses
-its task's one teacher and soft-label store (OUTPUT/shared/<task>); finished
-cells are skipped on a rerun, and a failed cell is recorded and does not stop
-the rest. Writes OUTPUT/glue_<method>.{md,csv} (the small-BERT release's GLUE
-table), OUTPUT/methods_<task>.{md,csv} (rows = students, columns = methods) and
-OUTPUT/<task>_vs_size.png (metric against parameters, one line per method).
+Methods are `METHODS` below (README, "Methods"). Every cell is its own run directory
+under OUTPUT/cells and reuses its task's one teacher and store (OUTPUT/shared/<task>);
+the teacher is evaluated once per task; PDF links PD's distillation of the same student,
+seed and transfer size instead of training it again. With `grid.search`, each cell runs
+the task config's `sweep` (e.g. the release's batch size x learning rate grid) through
+`pipelines/sweep.py`, selecting on the split carved from train and reporting dev for the
+selected trial only. `grid.transfer_sizes` adds cells that distil on seeded subsamples of
+the store (no relabeling). Finished cells, and finished trials of a search, are skipped on
+a rerun; a failed cell is recorded and does not stop the rest. Writes
+OUTPUT/glue_<method>.{md,csv} (the small-BERT release's GLUE table),
+OUTPUT/methods_<task>.{md,csv} (rows = students, columns = methods),
+OUTPUT/<task>_vs_size.png (score against parameters, one line per method) and, with
+transfer sizes, OUTPUT/transfer_size_<task>.{md,csv} and OUTPUT/<task>_vs_transfer_size.png.
 """
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
 import statistics
 import traceback
+import typing
 
 from distill import (config as config_lib, convert, data, encoders, metrics, preflight, rundir,
-                     tasks)
+                     store, tasks)
 from distill.errors import UserError
-from pipelines import demo, glue, published
+from pipelines import demo, evaluate, glue, published, sweep
 from students import presets
 
-METHODS = {  # method -> (student.init, student.stages, uses the truncated teacher)
-    "PF": ("pretrained", ["finetune"], False),
-    "D": ("random", ["distill"], False),
-    "PD": ("pretrained", ["distill"], False),
-    "PDF": ("pretrained", ["distill", "finetune"], False),
-    "TT": ("pretrained", ["finetune"], True),
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    init: str  # student.init
+    stages: tuple  # student.stages
+    encoder: str  # The student entry's key naming its initial encoder.
+    definition: str  # As the README's table of methods gives it.
+
+
+METHODS = {
+    "PF": Method("pretrained", ("finetune",), "encoder",
+                 "Pre-training + fine-tuning: the pre-trained compact model fine-tuned on the "
+                 "labels alone (no teacher)."),
+    "D": Method("random", ("distill",), "encoder",
+                "Distillation alone: the same architecture from a random initialisation, "
+                "trained on the teacher's soft labels."),
+    "PD": Method("pretrained", ("distill",), "encoder",
+                 "Pre-trained distillation: the pre-trained compact model trained on the "
+                 "teacher's soft labels."),
+    "PDF": Method("pretrained", ("distill", "finetune"), "encoder",
+                  "PD, then fine-tuning on the labels."),
+    "TT": Method("pretrained", ("distill",), "truncated_encoder",
+                 "Truncated teacher: the teacher's first K layers (`distill convert --layers "
+                 "K`) as the initialisation, then the same distillation as PD."),
 }
+
+
+class Key(typing.NamedTuple):
+    """One cell; `size` is the transfer-set subsample, None for the whole store."""
+
+    task: str
+    student: str
+    method: str
+    seed: int
+    size: int | None = None
+
+
 # Columns of the small-BERT release's GLUE table; MNLI gives two.
 GLUE_COLUMNS = [("cola", "validation", "CoLA"), ("sst2", "validation", "SST-2"),
                 ("mrpc", "validation", "MRPC"), ("stsb", "validation", "STS-B"),
@@ -52,8 +87,12 @@ def students(grid: config_lib.GridConfig, assets: str | None) -> list[dict]:
             isinstance(s, dict) and {"name", "encoder"} <= set(s) for s in grid.students):
         raise UserError("grid.students: expected 'small_bert_24' or a list of {name, encoder"
                         f"[, truncated_encoder]}}; received {grid.students!r}.")
-    return [{k: v.format(assets=assets) if isinstance(v, str) else v for k, v in s.items()}
-            for s in grid.students]
+    return [{k: _with_assets(v, assets) for k, v in s.items()} for s in grid.students]
+
+
+def _with_assets(value, assets: str | None):
+    """`{assets}` in a grid's string replaced by the demo assets' directory."""
+    return value.replace("{assets}", assets) if assets and isinstance(value, str) else value
 
 
 def demo_assets(root: str) -> list[str]:
@@ -70,49 +109,104 @@ def demo_assets(root: str) -> list[str]:
     return demo.overrides(paths)
 
 
-def cell_overrides(student: dict, method: str, seed: int) -> list[str] | None:
-    init, stages, truncated = METHODS[method]
-    if truncated and "truncated_encoder" not in student:
+def cell_overrides(student: dict, key: Key) -> list[str] | None:
+    method = METHODS[key.method]
+    if method.encoder not in student:
         return None  # No converter-made truncated teacher for this student.
-    encoder = student["truncated_encoder"] if truncated else student["encoder"]
-    return [f"seed={seed}", f"student.encoder={encoder}", f"student.init={init}",
-            f"student.stages={stages!r}"]
+    return [f"seed={key.seed}", f"student.encoder={student[method.encoder]}",
+            f"student.init={method.init}", f"student.stages={list(method.stages)!r}",
+            f"data.store_sample={key.size}"]
+
+
+def cell_dir(output: str, key: Key) -> str:
+    size = "" if key.size is None else f"-n{key.size}"
+    return os.path.join(output, "cells", key.task, key.student, key.method, f"seed{key.seed}{size}")
+
+
+def cell_keys(grid: config_lib.GridConfig, task: str, names: list[str]) -> list[Key]:
+    """The task's cells in running order: PD before PDF, which reuses PD's distillation;
+    a method that does not distil (PF) only on the whole store."""
+    methods = sorted(grid.methods, key=lambda m: m == "PDF")
+    return [Key(task, name, method, seed, size) for name in names for method in methods
+            for seed in grid.seeds for size in [None, *grid.transfer_sizes]
+            if size is None or "distill" in METHODS[method].stages]
+
+
+def _check(grid: config_lib.GridConfig) -> None:
+    bad = [m for m in grid.methods if m not in METHODS]
+    if bad:
+        raise UserError(f"grid.methods: unknown {bad}; expected some of {sorted(METHODS)}.")
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n > 0
+               for n in grid.transfer_sizes):
+        raise UserError(f"grid.transfer_sizes: expected positive numbers of examples; received "
+                        f"{grid.transfer_sizes!r}.")
 
 
 def run(cfg: config_lib.Config, output: str) -> dict:
     grid = cfg.grid
-    bad = [m for m in grid.methods if m not in METHODS]
-    if bad:
-        raise UserError(f"grid.methods: unknown {bad}; expected some of {sorted(METHODS)}.")
+    _check(grid)
     assets, base = None, list(grid.overrides)
     if grid.assets == "demo":
         assets = os.path.join(output, "assets")
         base = demo_assets(assets) + base
-    base = [o.format(assets=assets) for o in base]
+    base = [_with_assets(o, assets) for o in base]
     configs = {}
     for task in grid.tasks:  # Every task's inputs are checked before any teacher trains.
         task_config = _resolve(grid.task_config.format(task=task))
-        configs[task] = task_config, config_lib.load(task_config, base + [f"task={task}"])
-        preflight.check(configs[task][1], os.path.join(output, "shared", task))
-    grid_students = students(grid, assets)
-    cells, baselines = {}, {}
+        task_cfg = config_lib.load(task_config, base + [f"task={task}"])
+        if grid.search:  # Selection needs the carved split; the shared teacher is made without it.
+            task_cfg = sweep.with_heldout(task_cfg)
+            sweep.space(task_cfg)
+        configs[task] = task_config, task_cfg
+        preflight.check(task_cfg, os.path.join(output, "shared", task))
+    grid_students = {s["name"]: s for s in students(grid, assets)}
+    cells, baselines, teachers, store_sizes = {}, {}, {}, {}
     for task, (task_config, task_cfg) in configs.items():
         baselines[task] = majority_scores(task_cfg)
         shared = os.path.join(output, "shared", task)
         print(f"[reproduce] {task}: teacher and store in {shared}")
         reuse = [f"{k}={v}" for k, v in glue.shared_store(task_cfg, shared).items()]
-        for student in grid_students:
-            for method in grid.methods:
-                for seed in grid.seeds:
-                    key = (task, student["name"], method, seed)
-                    extra = cell_overrides(student, method, seed)
-                    if extra is None:
-                        continue
-                    cell_dir = os.path.join(output, "cells", task, student["name"], method,
-                                            f"seed{seed}")
-                    cells[key] = run_cell(task_config, base + [f"task={task}"] + reuse + extra,
-                                          cell_dir)
-    return write_tables(cfg, cells, output, baselines)
+        reuse.append(f"data.heldout_fraction={task_cfg.data.heldout_fraction}")
+        teacher = teacher_results(task_cfg, shared)
+        teachers[task] = {s: v["score"] for s, v in teacher.items() if s != "eval_seconds"}
+        store_sizes[task] = store.load_manifest(rundir.RunDir(shared).store)["examples"]
+        for key in cell_keys(grid, task, list(grid_students)):
+            extra = cell_overrides(grid_students[key.student], key)
+            if extra is None:
+                continue
+            overrides = base + [f"task={task}"] + reuse + extra
+            if key.method == "PDF" and not grid.search:
+                reuse_distillation(cell_dir(output, key._replace(method="PD")), cell_dir(output, key))
+            cells[key] = run_cell(task_config, overrides, cell_dir(output, key), teacher,
+                                  shared if grid.search else None)
+    return write_tables(cfg, cells, output, baselines, teachers, store_sizes)
+
+
+def teacher_results(cfg: config_lib.Config, shared: str) -> dict:
+    """The shared teacher's dev results, evaluated once per task for all its cells
+    (kept in SHARED/metrics.json for the teacher and dev data they were computed on)."""
+    paths = rundir.RunDir(shared, cfg)
+    key = rundir.fingerprint([rundir.done_record(paths.stage_dir("teacher"))["fingerprint"],
+                              data.labeled_inputs(cfg.data), cfg.data.max_eval_examples])
+    if os.path.isfile(paths.metrics):
+        with open(paths.metrics) as f:
+            cached = json.load(f)
+        if cached.get("key") == key:
+            return cached["teacher"]
+    results = evaluate.evaluate_role(cfg, shared, "teacher")
+    rundir.write_json_atomic(paths.metrics, evaluate.plain({"key": key, "teacher": results}))
+    return results
+
+
+def reuse_distillation(pd_dir: str, pdf_dir: str) -> None:
+    """PDF's distillation is PD's (same student, seed, store and schedule): link PD's finished
+    stage into the PDF cell, whose distill stage then finds itself done for the same inputs."""
+    source = rundir.RunDir(pd_dir).stage_dir("distill")
+    target = rundir.RunDir(pdf_dir).stage_dir("distill")
+    if os.path.isfile(os.path.join(source, rundir.DONE)) and not os.path.lexists(target):
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.symlink(os.path.relpath(source, os.path.dirname(target)), target)
+        print(f"[reproduce] {target}: PD's distillation, reused")
 
 
 def majority_scores(cfg: config_lib.Config) -> dict[str, float]:
@@ -132,9 +226,15 @@ def _resolve(path: str) -> str:
     return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), path)
 
 
-def run_cell(task_config: str, overrides: list[str], cell_dir: str) -> dict:
-    """One cell, skipped when done; a failure is recorded in cell.json, not raised."""
-    path = os.path.join(cell_dir, "cell.json")
+def run_cell(task_config: str, overrides: list[str], directory: str, teacher: dict,
+             search_shared: str | None = None) -> dict:
+    """One cell, skipped when done; a failure is recorded in cell.json, not raised.
+
+    Args:
+      teacher: the shared teacher's dev results (`teacher_results`).
+      search_shared: with a per-cell search, the task's shared directory (teacher and store).
+    """
+    path = os.path.join(directory, "cell.json")
     if os.path.isfile(path):
         with open(path) as f:
             previous = json.load(f)
@@ -142,18 +242,41 @@ def run_cell(task_config: str, overrides: list[str], cell_dir: str) -> dict:
             return previous
     try:
         cfg = config_lib.load(task_config, overrides)
-        results = glue.run(cfg, cell_dir)
-        paths = rundir.RunDir(cell_dir, cfg)
-        params = paths.summary(paths.final_stage)["params"]
-        cell = {"status": "done", "params": params,
-                **{key: {s: results[role][s]["score"] for s in results[role] if s != "eval_seconds"}
-                   for key, role in (("scores", "student"), ("teacher", "teacher"))}}
+        if search_shared:
+            cell = _search_cell(cfg, directory, search_shared)
+        else:
+            results = glue.run(cfg, directory, teacher_results=teacher)
+            paths = rundir.RunDir(directory, cfg)
+            cell = {"status": "done", "params": paths.summary(paths.final_stage)["params"],
+                    "scores": {s.name: results["student"][s.name]["score"]
+                               for s in tasks.get(cfg.task).dev_splits}}
     except Exception as e:  # One failed cell must not stop the grid.
         cell = {"status": "failed", "error": f"{type(e).__name__}: {e}",
                 "traceback": traceback.format_exc()}
-        print(f"[reproduce] cell {cell_dir} failed: {cell['error']}")
+        print(f"[reproduce] cell {directory} failed: {cell['error']}")
     rundir.write_json_atomic(path, cell)
     return cell
+
+
+def _search_cell(cfg: config_lib.Config, directory: str, shared: str) -> dict:
+    """The cell's search: its selected trial's dev scores, hyperparameters and the cost."""
+    result = sweep.search(cfg, directory, shared)
+    best = result["best"]
+    if best is None:
+        raise UserError(f"{directory}: no trial of the search finished.")
+    trials = []
+    for row in result["trials"]:
+        trial_json = os.path.join(sweep.trial_dir(directory, row["trial_id"]), "trial.json")
+        if os.path.isfile(trial_json):
+            with open(trial_json) as f:
+                trials.append(json.load(f))
+    best_dir = sweep.trial_dir(directory, best["trial_id"])
+    params = rundir.RunDir(best_dir, cfg).summary(cfg.student.stages[-1])["params"]
+    return {"status": "done", "params": params,
+            "scores": {k[len("dev_"):]: v for k, v in best.items() if k.startswith("dev_")},
+            "selected": {"trial_id": best["trial_id"], "heldout": best["score"],
+                         **{k: v for k, v in best.items() if "." in k or k == "tuner/epochs"}},
+            "trials": len(trials), "trial_seconds": round(sum(t["seconds"] for t in trials), 1)}
 
 
 def _mean_std(values: list[float]) -> str:
@@ -164,10 +287,12 @@ def _mean_std(values: list[float]) -> str:
     return f"{100 * statistics.mean(values):.1f} ± {100 * statistics.stdev(values):.1f}"
 
 
-def _scores(cells: dict, task: str, student: str, method: str, split: str) -> list[float]:
-    return [c["scores"][split] for (t, s, m, _), c in cells.items()
-            if (t, s, m) == (task, student, method) and c["status"] == "done"
-            and split in c["scores"]]
+def _scores(cells: dict, task: str, student: str, method: str, split: str,
+            size: int | None = None) -> list[float]:
+    """The dev scores over seeds of one (task, student, method, transfer size)."""
+    return [c["scores"][split] for k, c in cells.items()
+            if (k.task, k.student, k.method, k.size) == (task, student, method, size)
+            and c["status"] == "done" and split in c["scores"]]
 
 
 def _glue_score(columns: dict) -> str:
@@ -202,25 +327,28 @@ def _write(path: str, header: list[str], rows: list[list[str]], caption: str = "
     rundir.write_text_atomic(path + ".md", "\n".join(markdown) + "\n")
 
 
-def write_tables(cfg: config_lib.Config, cells: dict, output: str, baselines: dict) -> dict:
-    """GLUE tables per method, method-comparison tables per task, and size plots.
+def write_tables(cfg: config_lib.Config, cells: dict, output: str, baselines: dict,
+                 teachers: dict, store_sizes: dict) -> dict:
+    """GLUE tables per method, method-comparison tables per task, size plots and, with
+    transfer sizes, the transfer-size tables and plots.
 
     Args:
       baselines: task -> {dev split: the majority-class score} (`majority_scores`).
+      teachers: task -> {dev split: the shared teacher's score}.
+      store_sizes: task -> examples in its store (the whole transfer set).
     """
-    names = list(dict.fromkeys(s for _, s, _, _ in cells))
-    grid_tasks = cfg.grid.tasks
-    teachers = {}  # task -> {split: score}: every cell of a task has the same teacher.
-    for (task, _, _, _), cell in cells.items():
-        if cell["status"] == "done" and "teacher" in cell:
-            teachers.setdefault(task, cell["teacher"])
+    grid = cfg.grid
+    names = list(dict.fromkeys(k.student for k in cells))
+    selection = (" Each cell's hyperparameters were selected by a search on the split carved "
+                 "from train; dev was scored for the selected trial only (cell.json)."
+                 if grid.search else "")
     references = []
     for label, per_task in (("majority class (dev)", baselines), ("teacher (dev)", teachers)):
         cols = [[per_task[t][split]] if split in per_task.get(t, {}) else []
                 for t, split, _ in GLUE_COLUMNS]
         score = _glue_score({(t, split): c for (t, split, _), c in zip(GLUE_COLUMNS, cols)})
         references.append([label, score] + [_mean_std(c) for c in cols])
-    for method in cfg.grid.methods:
+    for method in grid.methods:
         rows = []
         for student in names:
             cols = [_scores(cells, t, student, method, split) for t, split, _ in GLUE_COLUMNS]
@@ -232,17 +360,19 @@ def write_tables(cfg: config_lib.Config, cells: dict, output: str, baselines: di
                f"GLUE, method {method}: our rows are dev-set scores (x100, mean ± std over "
                f"seeds); published rows are test-server scores. Score is the leaderboard's: the "
                f"mean of the nine tasks' scores (MNLI: the mean of -m and -mm), '-' unless all "
-               f"nine ran.")
-    for task in grid_tasks:
+               f"nine ran.{selection}")
+    for task in grid.tasks:
         split = tasks.get(task).dev_splits[0].name
         rows = [[student] + [_mean_std(_scores(cells, task, student, m, split))
-                             for m in cfg.grid.methods] for student in names]
+                             for m in grid.methods] for student in names]
         floor = _mean_std([baselines[task][split]]) if task in baselines else "-"
         teacher = _mean_std([teachers[task][split]]) if split in teachers.get(task, {}) else "-"
-        _write(os.path.join(output, f"methods_{task}"), ["student"] + cfg.grid.methods, rows,
+        _write(os.path.join(output, f"methods_{task}"), ["student"] + grid.methods, rows,
                f"{task}: {split} (dev) score x100, mean ± std over seeds. Always answering the "
-               f"majority class scores {floor}; the teacher {teacher}.")
-        _plot(cells, task, split, cfg.grid.methods, os.path.join(output, f"{task}_vs_size.png"))
+               f"majority class scores {floor}; the teacher {teacher}.{selection}")
+        _plot_size(cells, task, split, grid.methods, os.path.join(output, f"{task}_vs_size.png"))
+        if grid.transfer_sizes and task in store_sizes:
+            _transfer_size(cells, task, split, names, grid, store_sizes[task], output)
     failed = {"/".join(map(str, k)): c["error"] for k, c in cells.items() if c["status"] == "failed"}
     summary = {"cells": len(cells), "done": sum(c["status"] == "done" for c in cells.values()),
                "failed": failed}
@@ -251,7 +381,46 @@ def write_tables(cfg: config_lib.Config, cells: dict, output: str, baselines: di
     return summary
 
 
-def _plot(cells, task, split, methods, path):
+def _transfer_size(cells, task, split, names, grid, whole: int, output: str) -> None:
+    """Score against transfer-set size: a table (rows = student x method) and a plot."""
+    sizes = sorted(n for n in grid.transfer_sizes if n < whole) + [None]
+    header = ["student", "method"] + [f"{n:,}" for n in sizes[:-1]] + [f"all ({whole:,})"]
+    rows, lines = [], {}
+    for student in names:
+        for method in grid.methods:
+            distils = "distill" in METHODS[method].stages
+            scores = [_scores(cells, task, student, method, split, n if distils else None)
+                      for n in sizes]
+            rows.append([student, method] + [_mean_std(v) for v in scores])
+            label = method if len(names) == 1 else f"{method} {student}"
+            lines[label] = (distils, [(n or whole, statistics.mean(v)) for n, v in zip(sizes, scores)
+                                      if v])
+    _write(os.path.join(output, f"transfer_size_{task}"), header, rows,
+           f"{task}: {split} (dev) score x100 against the number of transfer examples the "
+           f"students were distilled on (seeded subsamples of one store, no relabeling; mean ± "
+           f"std over seeds). Methods without distillation do not read the store: one score.")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for label, (distils, points) in lines.items():
+        if distils and points:
+            ax.plot(*zip(*points), marker="o", label=label)
+        elif points:  # The same score at every size: a flat reference line.
+            ax.axhline(points[-1][1], linestyle="--", color="gray", label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("transfer examples")
+    ax.set_ylabel(f"{task} {split}")
+    ax.legend()
+    fig.tight_layout()
+    rundir.write_file_atomic(os.path.join(output, f"{task}_vs_transfer_size.png"),
+                             lambda tmp: fig.savefig(tmp, dpi=100))
+    plt.close(fig)
+
+
+def _plot_size(cells, task, split, methods, path):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -260,8 +429,8 @@ def _plot(cells, task, split, methods, path):
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for method in methods:
         points = {}
-        for (t, _, m, _), c in cells.items():
-            if (t, m) == (task, method) and c["status"] == "done":
+        for k, c in cells.items():
+            if (k.task, k.method, k.size) == (task, method, None) and c["status"] == "done":
                 points.setdefault(c["params"], []).append(c["scores"][split])
         if points:
             xs = sorted(points)

@@ -34,6 +34,7 @@ def run(cfg: config_lib.Config, run_dir: str) -> str:
         row("teacher", "teacher", cfg.teacher.encoder, teacher.get("params", 0)),
         row(f"student ({' + '.join(cfg.student.stages)}, init {cfg.student.init})", "student",
             cfg.student.encoder, last.get("params", 0)),
+        *_restart_lines(teacher),
         "",
         "## Soft-label store",
         "",
@@ -84,3 +85,13 @@ def _transfer_lines(source: dict) -> list[str]:
         lines.append(f"| `{row['source']}` | {row['read']:,} | {row['sampled']:,} | "
                      f"{row['after_duplicates']:,} | {row['contaminated']:,} | {row['kept']:,} |")
     return lines
+
+
+def _restart_lines(teacher: dict) -> list[str]:
+    """Every teacher restart's score on the gate's split, and which one was kept."""
+    if not teacher.get("restarts"):
+        return []
+    kept = teacher["restarts"][teacher["kept_restart"]]
+    return ["", f"Teacher restarts (`teacher.restarts`), scored on the {kept['split']} split "
+            f"(majority-class/mean baseline {kept['baseline']:.4f}); kept seed {kept['seed']}: "
+            + ", ".join(f"seed {r['seed']} {r['score']:.4f}" for r in teacher["restarts"]) + "."]

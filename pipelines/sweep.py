@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import os
 import time
 
@@ -30,15 +31,36 @@ from distill import config as config_lib, data, preflight, rundir, store, tasks
 from distill.errors import UserError
 from pipelines import evaluate, glue
 
+class GridOracle(keras_tuner.Oracle):
+    """Every combination of the space's values, in order.
+
+    The next combination is the first no trial has taken, read from the trials themselves,
+    so a sweep killed mid-search resumes where it stopped; keras-tuner's GridSearchOracle
+    keeps its order in memory only and fails on reload (KeyError on the next trial id).
+    """
+
+    def populate_space(self, trial_id):
+        space = self.get_space().space
+        names = [hp.name for hp in space]
+        taken = {tuple(t.hyperparameters.values.get(n) for n in names)
+                 for t in self.trials.values()}
+        for combination in itertools.product(*(list(hp.values) for hp in space)):
+            if combination not in taken:
+                return {"status": "RUNNING", "values": dict(zip(names, combination))}
+        return {"status": "STOPPED", "values": None}
+
+
 ORACLES = {
     "random": keras_tuner.oracles.RandomSearchOracle,
     "bayesian": keras_tuner.oracles.BayesianOptimizationOracle,
     "hyperband": keras_tuner.oracles.HyperbandOracle,
-    "grid": keras_tuner.oracles.GridSearchOracle,
+    "grid": GridOracle,
 }
+# `student.*.KEY` is one hyperparameter set on every stage the trial trains (PDF: distill
+# and finetune alike), so the release's grid stays 20 points whatever the method.
 PRESETS = {
-    "small_bert_grid": {"student.distill.batch_size": [8, 16, 32, 64, 128],
-                        "student.distill.learning_rate": [3e-4, 1e-4, 5e-5, 3e-5]},
+    "small_bert_grid": {"student.*.batch_size": [8, 16, 32, 64, 128],
+                        "student.*.learning_rate": [3e-4, 1e-4, 5e-5, 3e-5]},
 }
 OBJECTIVE = keras_tuner.Objective("score", direction="max")
 
@@ -52,6 +74,9 @@ def space(cfg: config_lib.Config) -> dict:
     result.update(cfg.sweep.space)
     if not result:
         raise UserError("sweep.space is empty and no sweep.preset is set; nothing to search.")
+    for key in result:
+        if not key.startswith("tuner/"):
+            config_lib.check_key(key.replace("*", "distill", 1))
     return result
 
 
@@ -78,9 +103,12 @@ def declare(hp: keras_tuner.HyperParameters, key: str, spec) -> None:
 def trial_config(base: config_lib.Config, values: dict, shared: str) -> config_lib.Config:
     """The run config of one trial: the base with the trial's values, the shared teacher/store."""
     settings = glue.shared_settings(shared)
+    stages = values.get("student.stages", "+".join(base.student.stages)).split("+")
     for key, value in values.items():
         if key == "tuner/epochs":  # Hyperband's budget for this trial.
             settings["student.distill.epochs"] = float(value)
+        elif key.startswith("student.*."):
+            settings.update({key.replace("*", stage, 1): value for stage in stages})
         elif not key.startswith("tuner/"):
             settings[key] = value.split("+") if key == "student.stages" else value
     return config_lib.override(base, settings)
@@ -89,9 +117,8 @@ def trial_config(base: config_lib.Config, values: dict, shared: str) -> config_l
 class DistillTuner(keras_tuner.Tuner):
     """A keras-tuner Tuner whose trials are our student stages on a shared store."""
 
-    def __init__(self, base: config_lib.Config, output: str, **kwargs):
-        self.base, self.output = base, output
-        self.shared = os.path.join(output, "shared")
+    def __init__(self, base: config_lib.Config, output: str, shared: str, **kwargs):
+        self.base, self.output, self.shared = base, output, shared
         super().__init__(directory=output, project_name="tuner", **kwargs)
 
     def run_trial(self, trial, *args, **kwargs):
@@ -122,7 +149,7 @@ def trial_dir(output: str, trial_id: str) -> str:
     return os.path.join(output, "trials", trial_id)
 
 
-def make_tuner(cfg: config_lib.Config, output: str) -> DistillTuner:
+def make_tuner(cfg: config_lib.Config, output: str, shared: str) -> DistillTuner:
     if cfg.sweep.oracle not in ORACLES:
         raise UserError(f"sweep.oracle: unknown oracle {cfg.sweep.oracle!r}; expected one of "
                         f"{sorted(ORACLES)}.")
@@ -135,7 +162,8 @@ def make_tuner(cfg: config_lib.Config, output: str) -> DistillTuner:
         kwargs.update(max_epochs=cfg.sweep.max_epochs, factor=3, hyperband_iterations=1)
     else:
         kwargs["max_trials"] = cfg.sweep.max_trials
-    return DistillTuner(cfg, output, oracle=ORACLES[cfg.sweep.oracle](**kwargs), overwrite=False)
+    return DistillTuner(cfg, output, shared, oracle=ORACLES[cfg.sweep.oracle](**kwargs),
+                        overwrite=False)
 
 
 def _is_worker() -> bool:
@@ -143,10 +171,16 @@ def _is_worker() -> bool:
     return "KERASTUNER_ORACLE_IP" in os.environ and "chief" not in tuner_id
 
 
+def with_heldout(cfg: config_lib.Config) -> config_lib.Config:
+    """Trials are selected on a split carved from train: 10% unless the config sets one."""
+    if cfg.data.heldout_fraction > 0:
+        return cfg
+    return config_lib.override(cfg, {"data.heldout_fraction": 0.1})
+
+
 def run(cfg: config_lib.Config, output: str) -> dict | None:
     """Runs (or resumes, or joins) the sweep; the chief or single process writes the summary."""
-    if cfg.data.heldout_fraction <= 0:
-        cfg = config_lib.override(cfg, {"data.heldout_fraction": 0.1})
+    cfg = with_heldout(cfg)
     shared = os.path.join(output, "shared")
     space(cfg)  # A bad search space is refused before the teacher trains, too.
     preflight.check(cfg, shared)
@@ -154,7 +188,13 @@ def run(cfg: config_lib.Config, output: str) -> dict | None:
         store.wait_complete(rundir.RunDir(shared).store)
     else:
         glue.shared_store(cfg, shared)
-    tuner = make_tuner(cfg, output)
+    return search(cfg, output, shared)
+
+
+def search(cfg: config_lib.Config, output: str, shared: str) -> dict | None:
+    """The trials (resumed trial by trial) on the teacher and store in `shared`; the chief or
+    single process then writes trials.csv, summary.md and objective.png to `output`."""
+    tuner = make_tuner(cfg, output, shared)
     tuner.search()
     if _is_worker():
         return None
@@ -188,7 +228,7 @@ def write_outputs(cfg: config_lib.Config, tuner: DistillTuner, output: str) -> d
     writer.writeheader()
     writer.writerows(rows)
     rundir.write_text_atomic(os.path.join(output, "trials.csv"), table.getvalue())
-    shared_store = rundir.RunDir(os.path.join(output, "shared")).store
+    shared_store = rundir.RunDir(tuner.shared).store
     manifest = store.load_manifest(shared_store)
     _plot(done, os.path.join(output, "objective.png"))
     lines = [f"# Sweep: {cfg.task}, {cfg.sweep.oracle} search", "",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
 
 from distill import config as config_lib, losses, models, rundir, store, tasks, text, training
+from distill.errors import UserError
 from students import model as student_model
 
 
@@ -18,12 +19,20 @@ def run(cfg: config_lib.Config, run_dir: str) -> dict:
     paths = rundir.RunDir(run_dir, cfg)
     manifest = store.check(paths.store, expect={"task": task.name})
     store_id = rundir.fingerprint([s["sha256"] for s in manifest["shards"]])
-    inputs = student_model.inputs(cfg, "distill", {"store": store_id})
+    sample = cfg.data.store_sample
+    if sample and sample > manifest["examples"]:
+        raise UserError(f"data.store_sample: {sample} examples asked of the store {paths.store}, "
+                        f"which holds {manifest['examples']}; expected at most that many.")
+    upstream = {"store": store_id, **({"store_sample": sample} if sample else {})}
+    inputs = student_model.inputs(cfg, "distill", upstream)
     kd = cfg.student.distill
+    examples = sample or manifest["examples"]
 
     def work() -> dict:
         dataset, _ = store.read(paths.store, verify_checksums=False)  # Checked just above.
-        print(f"[distill] {cfg.student.encoder} ({cfg.student.init}) on {manifest['examples']} "
+        if sample:
+            dataset = store.subsample(dataset, manifest["examples"], sample, cfg.seed)
+        print(f"[distill] {cfg.student.encoder} ({cfg.student.init}) on {examples} "
               f"soft labels from {paths.store} (teacher {manifest['teacher']['encoder']})")
         model = student_model.build(cfg, task, "distill")
         packer = text.packer(cfg.student, task.is_pair)
@@ -38,10 +47,10 @@ def run(cfg: config_lib.Config, run_dir: str) -> dict:
                                 temperature=kd.temperature, alpha=kd.alpha,
                                 regression=task.is_regression)
 
-        summary = training.fit(model, make_dataset, manifest["examples"], loss_fn, kd,
+        summary = training.fit(model, make_dataset, examples, loss_fn, kd,
                                paths.workdir("distill"), desc="distill")
         meta = {"task": task.name, "encoder": cfg.student.encoder, "init": cfg.student.init,
-                "params": models.count_params(model), "transfer_examples": manifest["examples"]}
+                "params": models.count_params(model), "transfer_examples": examples}
         student_model.save(model, paths.model("distill"), paths.weights("distill"), meta)
         return {**summary, **meta}
 

@@ -5,7 +5,12 @@ Writes RUN/teacher/model (a classifier SavedModel) and RUN/teacher/done.json.
 """
 from __future__ import annotations
 
+import json
+import os
+import shutil
+
 from distill import config as config_lib, data, models, rundir, supervised, tasks, text
+from teachers import gate
 
 
 def run(cfg: config_lib.Config, run_dir: str) -> dict:
@@ -22,16 +27,54 @@ def run(cfg: config_lib.Config, run_dir: str) -> dict:
             _, meta = models.load(cfg.teacher.finetuned)  # Fails early if it is no classifier.
             print(f"[teacher] using the fine-tuned teacher {cfg.teacher.finetuned}")
             return {"supplied": cfg.teacher.finetuned, **meta}
-        print(f"[teacher] fine-tuning {cfg.teacher.encoder} on {task.name} ({cfg.data.labeled})")
-        source = data.labeled(cfg.data, task, "train")
-        model = models.build(cfg.teacher.encoder, task.num_outputs, cfg.teacher.train.dropout,
-                             seed=cfg.seed)
-        summary = supervised.train_on_labels(
-            model, task, source, text.packer(cfg.teacher, task.is_pair), cfg.teacher.train,
-            cfg.seed, paths.workdir("teacher"), desc="teacher")
-        meta = {"task": task.name, "encoder": cfg.teacher.encoder,
-                "params": models.count_params(model), "train_examples": source.total_examples}
+        if cfg.teacher.restarts > 1:
+            return _with_restarts(cfg, task, paths)
+        model, summary, meta = _train(cfg, task, cfg.seed, paths.workdir("teacher"))
         models.export(model, paths.teacher_model, meta)
         return {**summary, **meta}
 
     return rundir.stage("teacher", paths.stage_dir("teacher"), inputs, work)
+
+
+def _train(cfg: config_lib.Config, task: tasks.Task, seed: int, workdir: str) -> tuple:
+    """One teacher fine-tuned on D_L with `seed`: (model, training summary, metadata)."""
+    print(f"[teacher] fine-tuning {cfg.teacher.encoder} on {task.name} ({cfg.data.labeled}), "
+          f"seed {seed}")
+    source = data.labeled(cfg.data, task, "train")
+    model = models.build(cfg.teacher.encoder, task.num_outputs, cfg.teacher.train.dropout,
+                         seed=seed)
+    summary = supervised.train_on_labels(
+        model, task, source, text.packer(cfg.teacher, task.is_pair), cfg.teacher.train, seed,
+        workdir, desc="teacher")
+    meta = {"task": task.name, "encoder": cfg.teacher.encoder, "seed": seed,
+            "params": models.count_params(model), "train_examples": source.total_examples}
+    return model, summary, meta
+
+
+def _with_restarts(cfg: config_lib.Config, task: tasks.Task, paths: rundir.RunDir) -> dict:
+    """`teacher.restarts` teachers (seeds seed, seed+1, ...); the best on the gate's split is
+    exported. Each restart is recorded as it finishes, so a crash loses at most the one
+    running; its checkpoints are removed once it is scored."""
+    done = []
+    if os.path.isfile(paths.restarts):
+        with open(paths.restarts) as f:
+            done = json.load(f)
+    for i in range(len(done), cfg.teacher.restarts):
+        workdir = paths.workdir("teacher", restart=i)
+        model, summary, meta = _train(cfg, task, cfg.seed + i, workdir)
+        scored = gate.scores(cfg, task, lambda x: model(x, training=False))
+        print(f"[teacher] restart {i + 1} of {cfg.teacher.restarts} (seed {cfg.seed + i}): "
+              f"{scored['teacher']:.4f} on the {scored['split']} split "
+              f"(baseline {scored['baseline']:.4f})")
+        if all(scored["teacher"] > r["score"] for r in done):
+            models.export(model, paths.teacher_model, meta)
+        done.append({"restart": i, "seed": cfg.seed + i, "score": scored["teacher"],
+                     "split": scored["split"], "baseline": scored["baseline"], **summary})
+        rundir.write_json_atomic(paths.restarts, done)
+        shutil.rmtree(os.path.dirname(workdir), ignore_errors=True)
+    best = max(done, key=lambda r: r["score"])
+    print(f"[teacher] kept restart {best['restart'] + 1} (seed {best['seed']}): "
+          f"{best['score']:.4f}; all: " + ", ".join(f"{r['score']:.4f}" for r in done))
+    _, meta = models.load(paths.teacher_model)
+    return {**{k: v for k, v in best.items() if k not in ("restart", "score", "split", "baseline")},
+            **meta, "restarts": done, "kept_restart": best["restart"]}

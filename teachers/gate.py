@@ -17,8 +17,26 @@ from distill.errors import UserError
 GATE_EXAMPLES = 2000  # Without a heldout split: that many of train's first examples.
 
 
+def scores(cfg: config_lib.Config, task: tasks_lib.Task, teacher) -> dict:
+    """The teacher's and the majority-class (mean) baseline's scores on the gate's split.
+
+    Args:
+      teacher: `fn(inputs) -> logits`: a loaded classifier (`models.load`) or a Keras model.
+    """
+    heldout = cfg.data.heldout_fraction > 0
+    split = data.HELDOUT if heldout else "train"
+    cap = min(GATE_EXAMPLES, cfg.data.max_train_examples or GATE_EXAMPLES)
+    source = data.labeled(cfg.data, task, split, limit=None if heldout else cap)
+    out = models.predict_source(teacher, source, text.packer(cfg.teacher, task.is_pair),
+                                cfg.eval_batch_size)
+    train_labels = data.labels(data.labeled(cfg.data, task, "train"), task)
+    return {"split": split, "examples": int(len(out["label"])),
+            "teacher": metrics.compute(task, out["label"], out["logits"])["score"],
+            "baseline": metrics.majority_baseline(task, train_labels, out["label"])["score"]}
+
+
 def check(cfg: config_lib.Config, task: tasks_lib.Task, teacher, teacher_model: str) -> dict:
-    """The teacher's and the baseline's scores on the gate's split.
+    """`scores`, refused unless the teacher beats the baseline by `teacher.min_margin`.
 
     Args:
       teacher: the loaded teacher (`models.load`, split across replicas as labeling runs it).
@@ -28,24 +46,16 @@ def check(cfg: config_lib.Config, task: tasks_lib.Task, teacher, teacher_model: 
       UserError: naming both scores, when the teacher does not beat the baseline by
         `teacher.min_margin`.
     """
-    heldout = cfg.data.heldout_fraction > 0
-    split = data.HELDOUT if heldout else "train"
-    cap = min(GATE_EXAMPLES, cfg.data.max_train_examples or GATE_EXAMPLES)
-    source = data.labeled(cfg.data, task, split, limit=None if heldout else cap)
-    out = models.predict_source(teacher, source, text.packer(cfg.teacher, task.is_pair),
-                                cfg.eval_batch_size)
-    train_labels = data.labels(data.labeled(cfg.data, task, "train"), task)
-    teacher = metrics.compute(task, out["label"], out["logits"])["score"]
-    baseline = metrics.majority_baseline(task, train_labels, out["label"])["score"]
-    where = f"{split} split ({len(out['label'])} examples)"
+    result = {**scores(cfg, task, teacher), "margin": cfg.teacher.min_margin}
+    where = f"{result['split']} split ({result['examples']} examples)"
     kind = "mean" if task.is_regression else "majority-class"
-    if not teacher > baseline + cfg.teacher.min_margin:
-        raise UserError(f"The teacher {teacher_model} scores {teacher:.4f} on the {where}, not "
-                        f"above the {kind} baseline's {baseline:.4f} + teacher.min_margin "
-                        f"{cfg.teacher.min_margin}: it learned nothing worth distilling. Train it "
-                        f"again (another seed or teacher.train schedule, in a new --output), or "
-                        f"lower teacher.min_margin.")
-    print(f"[label] teacher gate passed: {teacher:.4f} on the {where} against the {kind} "
-          f"baseline's {baseline:.4f}")
-    return {"split": split, "examples": int(len(out["label"])), "teacher": teacher,
-            "baseline": baseline, "margin": cfg.teacher.min_margin}
+    if not result["teacher"] > result["baseline"] + cfg.teacher.min_margin:
+        raise UserError(f"The teacher {teacher_model} scores {result['teacher']:.4f} on the "
+                        f"{where}, not above the {kind} baseline's {result['baseline']:.4f} + "
+                        f"teacher.min_margin {cfg.teacher.min_margin}: it learned nothing worth "
+                        f"distilling. Train it again (more teacher.restarts, another seed or "
+                        f"teacher.train schedule, in a new --output), or lower "
+                        f"teacher.min_margin.")
+    print(f"[label] teacher gate passed: {result['teacher']:.4f} on the {where} against the "
+          f"{kind} baseline's {result['baseline']:.4f}")
+    return result

@@ -1,4 +1,6 @@
 """The teacher's quality gate: labeling refuses a teacher that learned nothing."""
+import json
+
 import numpy as np
 import tensorflow as tf
 
@@ -44,3 +46,25 @@ def test_the_gate_measures_teacher_and_baseline_on_the_same_examples(small_task)
     assert result["split"] == "train" and result["examples"] == len(labels) == 300
     assert abs(result["baseline"] - majority) < 1e-9
     assert result["margin"] == -1.0
+
+
+def test_teacher_restarts_keep_the_best_on_the_gate_split_and_report_all(small_task, tmp_path):
+    run = tmp_path / "run"
+    args = ["configs/demo.yaml", "--output", str(run), *small_task["sets"],
+            "--set", "teacher.finetuned=null", "--set", "teacher.restarts=3",
+            "--set", "teacher.train.epochs=1", "--set", "data.heldout_fraction=0.2"]
+    assert cli.main(["teacher", *args]) == 0
+    restarts = json.loads((run / "teacher" / "restarts.json").read_text())
+    assert [r["seed"] for r in restarts] == [0, 1, 2]
+    assert all(r["split"] == "heldout" for r in restarts)
+    best = max(restarts, key=lambda r: r["score"])
+    done = json.loads((run / "teacher" / "done.json").read_text())["summary"]
+    assert done["kept_restart"] == best["restart"] and done["seed"] == best["seed"]
+    # The exported teacher is the kept one: it scores what its restart recorded.
+    cfg = config.load("configs/demo.yaml", [a for a in args[3:] if a != "--set"])
+    teacher = models.load(str(run / "teacher" / "model"))[0]
+    assert abs(gate.scores(cfg, tasks.get("sst2"), teacher)["teacher"] - best["score"]) < 1e-6
+    assert not list((run / "teacher").glob("restart*"))  # Checkpoints go once scored.
+    # A rerun finds the stage done: no teacher trains again.
+    assert cli.main(["teacher", *args]) == 0
+    assert json.loads((run / "teacher" / "restarts.json").read_text()) == restarts

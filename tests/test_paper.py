@@ -2,8 +2,11 @@
 import csv
 import json
 import os
+import time
 
 import pytest
+
+from conftest import ok, run_cli
 
 from distill import config
 from pipelines import paper
@@ -16,16 +19,21 @@ SMALL = ["grid.overrides=['data.max_train_examples=300', 'data.max_transfer_exam
          "'teacher.min_margin=-1.0']"]  # 20 teacher steps need not learn; see tests/test_gate.py
 
 
+def cell(out, method, seed="seed0", student="L-1_H-32"):
+    return os.path.join(out, "cells", "sst2", student, method, seed)
+
+
 @pytest.mark.large
 def test_demo_grid_all_methods_resumes_and_records_failures(tmp_path):
     students = ("grid.students=[{'name': 'L-1_H-32', 'encoder': '{assets}/student_small', "
                 "'truncated_encoder': '{assets}/teacher_L1'}, "
                 "{'name': 'broken', 'encoder': '{assets}/no_such_encoder'}]")
-    cfg = config.load(GRID, SMALL + [students])
+    cfg = config.load(GRID, SMALL + [students, "grid.transfer_sizes=[100]"])
     out = str(tmp_path / "grid")
     summary = paper.run(cfg, out)
-    # 5 methods for L-1 (TT included); 4 for "broken" (no truncated teacher), all failed.
-    assert summary["cells"] == 9 and summary["done"] == 5
+    # L-1: 5 methods on the whole store + 4 that distil on 100 of its examples (not PF);
+    # "broken": 4 methods (no truncated teacher for TT) + 3, all failed.
+    assert summary["cells"] == 16 and summary["done"] == 9
     assert all("no_such_encoder" in error for error in summary["failed"].values())
 
     with open(os.path.join(out, "methods_sst2.csv")) as f:
@@ -33,19 +41,32 @@ def test_demo_grid_all_methods_resumes_and_records_failures(tmp_path):
     assert rows[0] == ["student", "PF", "D", "PD", "PDF", "TT"]
     # Each entry is its cell's dev accuracy (x100), which is the cell run's own metrics.json.
     for method, value in zip(rows[0][1:], rows[1][1:]):
-        cell_dir = os.path.join(out, "cells", "sst2", "L-1_H-32", method, "seed0")
-        with open(os.path.join(cell_dir, "cell.json")) as f:
+        with open(os.path.join(cell(out, method), "cell.json")) as f:
             score = json.load(f)["scores"]["validation"]
-        with open(os.path.join(cell_dir, "metrics.json")) as f:
+        with open(os.path.join(cell(out, method), "metrics.json")) as f:
             assert json.load(f)["student"]["validation"]["accuracy"] == score
         assert value == f"{100 * score:.1f}", method
     assert rows[2][1:] == ["-"] * 5  # the broken student has no score
+    # TT: the truncated teacher as the initialisation, then distillation (no fine-tuning).
+    with open(os.path.join(cell(out, "TT"), "student", "distill", "done.json")) as f:
+        assert json.load(f)["summary"]["encoder"].endswith("teacher_L1")
+    assert not os.path.exists(os.path.join(cell(out, "TT"), "student", "finetune"))
+    # PDF did not distil again: its distillation stage is PD's.
+    for seed in ("seed0", "seed0-n100"):
+        link = os.path.join(cell(out, "PDF", seed), "student", "distill")
+        assert os.path.islink(link)
+        assert os.path.realpath(link) == os.path.realpath(
+            os.path.join(cell(out, "PD", seed), "student", "distill"))
+    # The teacher was evaluated once for the task, not in every cell.
+    assert os.path.isfile(os.path.join(out, "shared", "sst2", "predictions", "teacher-validation.npz"))
+    assert not os.path.exists(os.path.join(cell(out, "PD"), "predictions", "teacher-validation.npz"))
+
     glue = open(os.path.join(out, "glue_PD.md")).read()
     assert "| model | Score | CoLA | SST-2 |" in glue and "our rows are dev-set scores" in glue
     assert "| L-1_H-32 (ours, dev) | - |" in glue  # SST-2 alone: no GLUE score.
     # The floor and the teacher beside the students: SST-2's dev majority class and the
     # teacher's dev accuracy that every cell's metrics.json recorded.
-    with open(os.path.join(out, "cells", "sst2", "L-1_H-32", "PD", "seed0", "metrics.json")) as f:
+    with open(os.path.join(cell(out, "PD"), "metrics.json")) as f:
         teacher = json.load(f)["teacher"]["validation"]["accuracy"]
     with open(os.path.join(out, "assets", "SST-2", "dev.tsv")) as f:
         dev = [int(line.rsplit("\t", 1)[1]) for line in f.read().splitlines()[1:101]]
@@ -59,11 +80,66 @@ def test_demo_grid_all_methods_resumes_and_records_failures(tmp_path):
     assert f"| majority class (dev) | - | - | {floor:.1f} |" in glue
     assert os.path.getsize(os.path.join(out, "sst2_vs_size.png")) > 1000
 
-    cell = os.path.join(out, "cells", "sst2", "L-1_H-32", "PDF", "seed0", "cell.json")
-    stamp = os.path.getmtime(cell)
+    # The transfer-size axis: 100 distilled examples against the whole store (600: 300
+    # labeled + 300 unlabeled), the 100-example cells distilled on exactly 100.
+    with open(os.path.join(out, "transfer_size_sst2.csv")) as f:
+        sizes = list(csv.reader(f))
+    assert sizes[0] == ["student", "method", "100", "all (600)"]
+    for row in sizes[1:6]:
+        method = row[1]
+        seed = "seed0" if method == "PF" else "seed0-n100"
+        with open(os.path.join(cell(out, method, seed), "cell.json")) as f:
+            assert row[2] == f"{100 * json.load(f)['scores']['validation']:.1f}", method
+        if method != "PF":
+            with open(os.path.join(cell(out, method, seed), "student", "distill",
+                                   "done.json")) as f:
+                assert json.load(f)["summary"]["transfer_examples"] == 100
+    assert sizes[1][2] == sizes[1][3]  # PF reads no store: one score.
+    assert os.path.getsize(os.path.join(out, "sst2_vs_transfer_size.png")) > 1000
+
+    pdf = os.path.join(cell(out, "PDF"), "cell.json")
+    stamp = os.path.getmtime(pdf)
     again = paper.run(cfg, out)
-    assert again["done"] == 5 and os.path.getmtime(cell) == stamp
-    assert json.load(open(cell))["status"] == "done"
+    assert again["done"] == 9 and os.path.getmtime(pdf) == stamp
+    assert json.load(open(pdf))["status"] == "done"
+
+
+@pytest.mark.large
+def test_a_per_cell_search_resumes_after_a_kill_and_skips_finished_trials(tmp_path):
+    out = tmp_path / "grid"
+    args = ["reproduce", GRID, "--output", str(out), "--set", "grid.search=true",
+            "--set", "grid.methods=['PDF']",
+            "--set", "grid.students=[{'name': 'L-1_H-32', 'encoder': '{assets}/student_small'}]",
+            "--set", SMALL[0][:-1] + ", \"sweep.space={'student.*.learning_rate': "
+                                     "[0.001, 0.0003, 0.0001]}\", 'sweep.oracle=grid']"]
+    trials_dir = out / "cells" / "sst2" / "L-1_H-32" / "PDF" / "seed0" / "trials"
+    log = tmp_path / "first.log"
+    with open(log, "w") as output:
+        process = run_cli(*args, wait=False, output=output)
+        deadline = time.time() + 600
+        while not list(trials_dir.glob("*/trial.json")) and process.poll() is None:
+            assert time.time() < deadline
+            time.sleep(0.2)
+        process.kill()
+        process.wait()
+    finished = {p: os.path.getmtime(p) for p in trials_dir.glob("*/trial.json")}
+    assert len(finished) in (1, 2), log.read_text()[-3000:]  # Killed amid the search.
+    result = ok(run_cli(*args))
+    assert all(os.path.getmtime(p) == t for p, t in finished.items())  # Not trained again.
+    assert "[reproduce] 1 of 1 cells done" in result.stdout
+    searched = json.loads((trials_dir.parent / "cell.json").read_text())
+    assert searched["trials"] == 3 and searched["status"] == "done"
+    # The selected trial is the best on the carved split, and its dev score is the cell's.
+    trials = [json.loads(p.read_text()) for p in sorted(trials_dir.glob("*/trial.json"))]
+    assert len(trials) == 3
+    best = max(trials, key=lambda t: t["heldout"]["score"])
+    assert searched["selected"]["trial_id"] == best["trial_id"]
+    assert searched["selected"]["student.*.learning_rate"] == best["values"][
+        "student.*.learning_rate"]
+    best_dir = trials_dir / best["trial_id"]
+    for stage in ("distill", "finetune"):  # The search set both stages PDF trains.
+        done = json.loads((best_dir / "student" / stage / "inputs.json").read_text())
+        assert done["student"][stage]["learning_rate"] == best["values"]["student.*.learning_rate"]
 
 
 def test_unknown_method_and_bad_students():
