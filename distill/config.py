@@ -121,6 +121,9 @@ class SweepConfig:
     # 5e-5, 3e-5}, 4 epochs, as the small-BERT release recommends.
     preset: typing.Optional[str] = None
     max_epochs: int = 4  # Hyperband's largest budget, in distillation epochs.
+    # "demo": build the demo's data and encoders under OUTPUT/assets and fill the keys the
+    # config leaves SET_BY_DEMO (configs/sweeps/demo.yaml runs offline as it is).
+    assets: typing.Optional[str] = None
 
 
 @dataclasses.dataclass
@@ -301,9 +304,7 @@ def load(path: str | None = None, overrides: typing.Sequence[str] = ()) -> Confi
             raise UserError(f"Config file {path}: expected a mapping at the top level.")
         _apply(cfg, data)
     for item in overrides:
-        key, value = _parse_override(item)
-        print(f"Overriding: {key} = {value!r}")
-        _set(cfg, key, value)
+        _set(cfg, *_parse_override(item))
     validate(cfg)
     return apply_runlocal(cfg)
 
@@ -330,6 +331,9 @@ def validate(cfg: Config) -> None:
     if not 0.0 <= cfg.data.heldout_fraction < 1.0:
         raise UserError(f"data.heldout_fraction: expected a value in [0, 1); received "
                         f"{cfg.data.heldout_fraction}.")
+    for key, value in (("grid.assets", cfg.grid.assets), ("sweep.assets", cfg.sweep.assets)):
+        if value not in (None, "demo"):
+            raise UserError(f"{key}: expected 'demo' or null; received {value!r}.")
     if cfg.teacher.restarts < 1:
         raise UserError(f"teacher.restarts: expected at least 1; received {cfg.teacher.restarts}.")
     if cfg.data.store_sample is not None and cfg.data.store_sample < 1:

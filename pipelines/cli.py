@@ -8,15 +8,21 @@
     distill convert --from {bert-tf1,hf} SRC --output DIR   # checkpoints -> TF Hub format
     distill mlm --student HANDLE --data TEXT... --output DIR  # continued MLM pre-training
     distill export RUN --output DIR                         # serving SavedModel on raw strings
+    distill inspect STORE [--output DIR]                    # what the teacher taught
 
 Bad input ends with one line on stderr naming the file, line or field, and exit
-status 2; nothing already written is changed.
+status 2; nothing already written is changed. The output is the tool's own lines and
+progress bars; `--verbose` (anywhere on the line) brings back TensorFlow's start-up and
+C++ log lines and the libraries' warnings.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
+import tempfile
+import warnings
 
 import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
 from distill.errors import UserError
@@ -31,8 +37,14 @@ STAGE_COMMANDS = {  # One command per stage, named as the stage (and its directo
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="distill", description=__doc__.split("\n")[0])
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="show TensorFlow's start-up and C++ log lines and library warnings")
+    parser = argparse.ArgumentParser(prog="distill", description=__doc__.split("\n")[0],
+                                     parents=[common])
     sub = parser.add_subparsers(dest="command", required=True)
+    add_parser = sub.add_parser
+    sub.add_parser = lambda *a, **k: add_parser(*a, parents=[common], **k)
 
     def with_config(name, help_text):
         p = sub.add_parser(name, help=help_text)
@@ -73,6 +85,11 @@ def _parser() -> argparse.ArgumentParser:
     exp = sub.add_parser("export", help="export a run's student for serving on raw strings")
     exp.add_argument("run_dir", help="a run directory made by `distill run`")
     exp.add_argument("--output", required=True, help="the serving SavedModel directory")
+    ins = sub.add_parser("inspect", help="what the teacher taught: a store's sources, classes, "
+                                         "confidence, agreement with gold labels")
+    ins.add_argument("store", help="a soft-label store, e.g. RUN/store")
+    ins.add_argument("--output", default=None,
+                     help="where inspect.md and inspect.png go (default: the store's run directory)")
     demo = sub.add_parser("demo", help="run the whole recipe offline on built-in data and encoders")
     demo.add_argument("--output", required=True, help="run directory")
     demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -80,6 +97,40 @@ def _parser() -> argparse.ArgumentParser:
 
 
 RENAMED_COMMANDS = {"train": "distill"}
+# TensorFlow's C++ log lines ("I0000 00:00:... port.cc:153] ...") and absl's note before them.
+TF_LOG_LINE = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:|WARNING: All log messages before absl|"
+                         r"To enable the following instructions:)")
+
+
+def quiet_tensorflow() -> None:
+    """Starts TensorFlow without its start-up noise.
+
+    The lines TensorFlow's C++ core writes while it loads (oneDNN, CUDA stubs, cuInit on a
+    machine without a GPU) go straight to file descriptor 2 before any log level applies:
+    they are caught there and only what is not such a line is passed on. Later C++ logging
+    obeys TF_CPP_MIN_LOG_LEVEL=3; Python warnings and absl's are turned off.
+    """
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    warnings.filterwarnings("ignore")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+") as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # Where cuInit complains.
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+        caught.seek(0)
+        kept = [line for line in caught if not TF_LOG_LINE.match(line)]
+    sys.stderr.write("".join(kept))
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.ERROR)
+    tf.get_logger().setLevel("ERROR")
 
 
 def _dispatch(args) -> None:
@@ -88,6 +139,11 @@ def _dispatch(args) -> None:
 
     if args.command == "demo":
         demo.run(args.output, args.overrides)
+        return
+    if args.command == "inspect":
+        from pipelines import inspect_store
+
+        inspect_store.inspect(args.store, args.output)
         return
     if args.command == "export":
         from pipelines import report
@@ -150,6 +206,10 @@ def main(argv: list[str] | None = None) -> int:
               f"`distill {RENAMED_COMMANDS[argv[0]]}`.", file=sys.stderr)
         return 2
     args = _parser().parse_args(argv)
+    if not getattr(args, "verbose", False):
+        quiet_tensorflow()
+    if getattr(args, "overrides", None):
+        print("[config] --set " + " ".join(args.overrides))
     try:
         _dispatch(args)
     except UserError as e:

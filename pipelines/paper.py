@@ -97,7 +97,7 @@ def _with_assets(value, assets: str | None):
 
 def demo_assets(root: str) -> list[str]:
     """The demo's data and encoders, plus a smaller student and a 1-layer truncated teacher."""
-    paths = demo.asset_paths(root) if demo.assets_complete(root) else demo.make_assets(root)
+    paths = demo.ensure_assets(root)
     small, truncated = os.path.join(root, "student_small"), os.path.join(root, "teacher_L1")
     if not os.path.isfile(os.path.join(truncated, "saved_model.pb")):
         with open(paths["vocab"]) as f:
@@ -150,16 +150,19 @@ def run(cfg: config_lib.Config, output: str) -> dict:
         assets = os.path.join(output, "assets")
         base = demo_assets(assets) + base
     base = [_with_assets(o, assets) for o in base]
+    grid_students = {s["name"]: s for s in students(grid, assets)}
+    # The task-level config (teacher, store) names the grid's first student, not the
+    # config's default one, so that its preflight fetches no handle the grid does not use.
+    first = f"student.encoder={next(iter(grid_students.values()))['encoder']}"
     configs = {}
     for task in grid.tasks:  # Every task's inputs are checked before any teacher trains.
         task_config = _resolve(grid.task_config.format(task=task))
-        task_cfg = config_lib.load(task_config, base + [f"task={task}"])
+        task_cfg = config_lib.load(task_config, base + [f"task={task}", first])
         if grid.search:  # Selection needs the carved split; the shared teacher is made without it.
             task_cfg = sweep.with_heldout(task_cfg)
             sweep.space(task_cfg)
         configs[task] = task_config, task_cfg
         preflight.check(task_cfg, os.path.join(output, "shared", task))
-    grid_students = {s["name"]: s for s in students(grid, assets)}
     cells, baselines, teachers, store_sizes = {}, {}, {}, {}
     for task, (task_config, task_cfg) in configs.items():
         baselines[task] = majority_scores(task_cfg)

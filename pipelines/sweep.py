@@ -29,7 +29,7 @@ import keras_tuner
 
 from distill import config as config_lib, data, preflight, rundir, store, tasks
 from distill.errors import UserError
-from pipelines import evaluate, glue
+from pipelines import demo, evaluate, glue
 
 class GridOracle(keras_tuner.Oracle):
     """Every combination of the space's values, in order.
@@ -180,6 +180,8 @@ def with_heldout(cfg: config_lib.Config) -> config_lib.Config:
 
 def run(cfg: config_lib.Config, output: str) -> dict | None:
     """Runs (or resumes, or joins) the sweep; the chief or single process writes the summary."""
+    if cfg.sweep.assets == "demo":
+        cfg = demo.fill_placeholders(cfg, os.path.join(output, "assets"))
     cfg = with_heldout(cfg)
     shared = os.path.join(output, "shared")
     space(cfg)  # A bad search space is refused before the teacher trains, too.

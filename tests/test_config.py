@@ -100,3 +100,13 @@ def test_task_configs_state_only_what_differs_from_the_defaults():
         with open(path) as f:
             values = yaml.safe_load(f) or {}
         assert not list(restated(values, defaults)), path
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"),
+                                             recursive=True)))
+def test_every_config_runs_offline_as_it_is_or_says_what_it_needs(path):
+    first = open(path).readline()
+    assert first.startswith(("# Runs offline as it is", "# Needs ")), (path, first)
+    if first.startswith("# Runs offline"):  # Its demo assets fill every placeholder.
+        cfg = config.load(path)
+        assert "demo" in (cfg.grid.assets, cfg.sweep.assets), path

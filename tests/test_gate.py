@@ -64,7 +64,7 @@ def test_teacher_restarts_keep_the_best_on_the_gate_split_and_report_all(small_t
     cfg = config.load("configs/demo.yaml", [a for a in args[3:] if a != "--set"])
     teacher = models.load(str(run / "teacher" / "model"))[0]
     assert abs(gate.scores(cfg, tasks.get("sst2"), teacher)["teacher"] - best["score"]) < 1e-6
-    assert not list((run / "teacher").glob("restart*"))  # Checkpoints go once scored.
+    assert not list((run / "teacher").glob("restart[0-9]*"))  # Checkpoints go once scored.
     # A rerun finds the stage done: no teacher trains again.
     assert cli.main(["teacher", *args]) == 0
     assert json.loads((run / "teacher" / "restarts.json").read_text()) == restarts

@@ -35,6 +35,12 @@ def test_demo_writes_a_complete_run_and_resumes(tmp_path):
     out = tmp_path / "demo"
     result = distill_cli("demo", "--output", str(out), timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
+    # The tool's own lines only: no TensorFlow C++ log lines, no library warnings; the
+    # closing lines say where the report is.
+    noise = [line for line in result.stderr.splitlines()
+             if re.match(r"[IWEF]\d{4} |WARNING|.*Warning:|.*cuInit|.*cudart_stub", line)]
+    assert not noise, noise[:5]
+    assert f"Open {out}/report.md" in result.stdout
     for name in ("teacher", "store", "student", "metrics.json", "report.md", "config.yaml"):
         assert (out / name).exists(), name
 

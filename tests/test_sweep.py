@@ -118,3 +118,13 @@ def test_distributed_sweep_with_a_chief_and_two_workers(tmp_path, assets, first)
     for t in trials:
         ran_on.add(json.load(open(os.path.join(out, "trials", t["trial_id"], "trial.json")))["pid"])
     assert len(ran_on) == 2  # both workers ran trials
+
+
+@pytest.mark.large
+def test_the_demo_sweep_config_runs_as_it_is(tmp_path):
+    """configs/sweeps/demo.yaml builds its own assets (one trial, to keep CI short)."""
+    out = tmp_path / "sweep"
+    result = run_cli("sweep", SWEEP, "--output", str(out), "--set", "sweep.max_trials=1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (out / "assets" / "SST-2" / "train.tsv").is_file()
+    assert "1 of 1 trials finished" in (out / "summary.md").read_text()
