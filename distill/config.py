@@ -27,6 +27,7 @@ PREPROCESSOR = f"{HUB}/bert_en_uncased_preprocess/3"
 BERT_LARGE = f"{HUB}/bert_en_uncased_L-24_H-1024_A-16/4"
 SMALL_BERT = f"{HUB}/small_bert/bert_en_uncased_L-12_H-512_A-8/2"
 STAGES = ("distill", "finetune")
+ENSEMBLE_MEMBER_KEYS = ("encoder", "finetuned", "seed", "train")
 
 
 @dataclasses.dataclass
@@ -67,6 +68,16 @@ class TeacherConfig:
     # best on the gate's split (the heldout split carved from train): BERT-Large sometimes
     # fails to train on small tasks, and BERT's authors restart it.
     restarts: int = 1
+    # A teacher ensemble (teachers/ensemble.py): one mapping per member, changing some of
+    # ENSEMBLE_MEMBER_KEYS for it, e.g. [{seed: 1}, {seed: 2}] or [{encoder: ...}, {}];
+    # members share the preprocessor and seq_length. Empty: one teacher.
+    ensemble: list = dataclasses.field(default_factory=list)
+    # How the members' outputs become the store's logits: "log_probs", the weighted mean of
+    # their log-softmax (a normalised geometric mean of their distributions), or "logits",
+    # the weighted mean of their logits (regression: the weighted mean of outputs).
+    combine: str = "log_probs"
+    weights: list = dataclasses.field(default_factory=list)  # One per member; empty = equal.
+    member_logits: bool = False  # Also store every member's logits (feature "member_logits").
     label_batch_size: int = 256  # Batch size when labeling D_T.
     # Labeling refuses a teacher whose score does not beat the majority-class (STS-B: mean)
     # baseline by this much on the heldout split (teachers/gate.py).
@@ -334,6 +345,17 @@ def validate(cfg: Config) -> None:
     for key, value in (("grid.assets", cfg.grid.assets), ("sweep.assets", cfg.sweep.assets)):
         if value not in (None, "demo"):
             raise UserError(f"{key}: expected 'demo' or null; received {value!r}.")
+    t = cfg.teacher
+    for k, member in enumerate(t.ensemble):
+        if not isinstance(member, dict) or set(member) - set(ENSEMBLE_MEMBER_KEYS):
+            raise UserError(f"teacher.ensemble[{k}]: expected a mapping of some of "
+                            f"{list(ENSEMBLE_MEMBER_KEYS)}; received {member!r}.")
+    if t.combine not in ("log_probs", "logits"):
+        raise UserError(f"teacher.combine: expected 'log_probs' or 'logits'; received {t.combine!r}.")
+    if t.weights and (len(t.weights) != len(t.ensemble) or not all(
+            isinstance(w, (int, float)) and w > 0 for w in t.weights)):
+        raise UserError(f"teacher.weights: expected {len(t.ensemble)} positive numbers, one per "
+                        f"member of teacher.ensemble; received {t.weights!r}.")
     if cfg.teacher.restarts < 1:
         raise UserError(f"teacher.restarts: expected at least 1; received {cfg.teacher.restarts}.")
     if cfg.data.store_sample is not None and cfg.data.store_sample < 1:

@@ -59,10 +59,14 @@ def check(cfg: config_lib.Config, run_dir: str) -> None:
             text.load(section.preprocessor, section.lower_case)
         except UserError as e:
             raise UserError(f"{side}.preprocessor: {e}") from e
-    if cfg.teacher.finetuned:
-        check_encoder(cfg.teacher.finetuned, "teacher.finetuned")
-    else:
-        check_encoder(cfg.teacher.encoder, "teacher.encoder")
+    members = cfg.teacher.ensemble or [{}]  # One teacher, or each member of an ensemble.
+    for k, member in enumerate(members):
+        where = f"teacher.ensemble[{k}]." if cfg.teacher.ensemble else "teacher."
+        finetuned = member.get("finetuned", cfg.teacher.finetuned)
+        if finetuned:
+            check_encoder(finetuned, where + "finetuned")
+        else:
+            check_encoder(member.get("encoder", cfg.teacher.encoder), where + "encoder")
     check_encoder(cfg.student.encoder, "student.encoder")
     if cfg.data.store:
         store.check(cfg.data.store, expect={"task": task.name}, verify_checksums=False)

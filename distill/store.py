@@ -28,15 +28,23 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 
 
-def feature_spec(num_outputs: int, regression: bool) -> dict:
-    """The record schema: one place, for writer, reader and tests."""
-    return {
+def feature_spec(num_outputs: int, regression: bool, members: int = 0) -> dict:
+    """The record schema: one place, for writer, reader and tests.
+
+    Args:
+      members: with a teacher ensemble stored member by member (`teacher.member_logits`),
+        the number of members: "member_logits" holds their logits, member-major.
+    """
+    spec = {
         "id": tf.io.FixedLenFeature([], tf.string),
         "text_a": tf.io.FixedLenFeature([], tf.string),
         "text_b": tf.io.FixedLenFeature([], tf.string),
         "logits": tf.io.FixedLenFeature([num_outputs], tf.float32),
         "label": tf.io.FixedLenFeature([], tf.float32 if regression else tf.int64),
     }
+    if members:
+        spec["member_logits"] = tf.io.FixedLenFeature([members, num_outputs], tf.float32)
+    return spec
 
 
 def shard_name(index: int, count: int) -> str:
@@ -57,6 +65,9 @@ def serialize(example: dict, regression: bool) -> bytes:
             value=np.asarray(example["logits"], np.float32).reshape(-1))),
         "label": label,
     }
+    if "member_logits" in example:
+        features["member_logits"] = tf.train.Feature(float_list=tf.train.FloatList(
+            value=np.asarray(example["member_logits"], np.float32).reshape(-1)))
     example = tf.train.Example(features=tf.train.Features(feature=features))
     return example.SerializeToString(deterministic=True)  # Sorted keys: the same bytes in any process.
 
@@ -256,7 +267,8 @@ def read(store: str, expect: dict | None = None, verify_checksums: bool = True,
     """
     manifest = check(store, expect, verify_checksums)
     files = [os.path.join(store, s["file"]) for s in manifest["shards"]]
-    spec = feature_spec(manifest["num_outputs"], manifest["task_type"] == "regression")
+    spec = feature_spec(manifest["num_outputs"], manifest["task_type"] == "regression",
+                        manifest.get("member_logits", 0))
     ds = tf.data.Dataset.from_tensor_slices(files).interleave(
         tf.data.TFRecordDataset, cycle_length=min(parallel_reads, len(files)),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -14,12 +14,13 @@ import numpy as np
 
 from distill import config as config_lib, data, metrics, models, rundir, tasks, text
 from distill.errors import UserError
+from teachers import ensemble
 
 
-def _predict(cfg, task, model_path: str, side, split: str) -> dict:
-    """Predictions of the classifier at `model_path` on `split`, packed as `side` (the
+def _predict(cfg, task, load, side, split: str) -> dict:
+    """Predictions on `split` of the classifier `load()` returns, packed as `side` (the
     teacher or student config section) says."""
-    return models.predict_source(models.load(model_path)[0], data.labeled(cfg.data, task, split),
+    return models.predict_source(load(), data.labeled(cfg.data, task, split),
                                  text.packer(side, task.is_pair), cfg.eval_batch_size)
 
 
@@ -38,10 +39,11 @@ def submission_rows(task: tasks.Task, result: dict) -> list[str]:
 
 
 def _roles(cfg: config_lib.Config, run_dir: str) -> dict:
-    """role -> (classifier SavedModel, its config section)."""
+    """role -> (loads its classifier as `fn(inputs) -> logits`, its config section); the
+    teacher may be an ensemble (teachers/ensemble.py)."""
     paths = rundir.RunDir(run_dir, cfg)
-    return {"teacher": (paths.teacher_model, cfg.teacher),
-            "student": (paths.student_model, cfg.student)}
+    return {"teacher": (lambda: ensemble.load(cfg, run_dir), cfg.teacher),
+            "student": (lambda: models.load(paths.student_model)[0], cfg.student)}
 
 
 def score(cfg: config_lib.Config, run_dir: str, role: str, split: str) -> dict:

@@ -12,7 +12,7 @@ import time
 from distill import config as config_lib, distribute, preflight, rundir, store
 from pipelines import evaluate, report
 from students import distill as student_distill, finetune as student_finetune, mlm
-from teachers import finetune as teacher_finetune, label
+from teachers import ensemble, finetune as teacher_finetune, label
 
 STAGES = {
     "teacher": teacher_finetune.run,
@@ -45,10 +45,17 @@ def run_stage(name: str, cfg: config_lib.Config, run_dir: str, **kwargs):
     return STAGES[name](cfg, run_dir, **kwargs)
 
 
-def shared_settings(shared_dir: str) -> dict:
-    """The settings that make a run reuse the teacher and store in `shared_dir`."""
+def shared_settings(shared_dir: str, cfg: config_lib.Config) -> dict:
+    """The settings that make a run of `cfg` reuse the teacher (each member of an ensemble)
+    and the store in `shared_dir`."""
     shared = rundir.RunDir(shared_dir)
-    return {"teacher.finetuned": shared.teacher_model, "data.store": shared.store}
+    if cfg.teacher.ensemble:
+        teacher = {"teacher.ensemble": [
+            {"finetuned": rundir.RunDir(ensemble.member_dir(shared_dir, k)).teacher_model}
+            for k in range(len(cfg.teacher.ensemble))]}
+    else:
+        teacher = {"teacher.finetuned": shared.teacher_model}
+    return {**teacher, "data.store": shared.store}
 
 
 def shared_store(cfg: config_lib.Config, shared_dir: str) -> dict:
@@ -60,7 +67,7 @@ def shared_store(cfg: config_lib.Config, shared_dir: str) -> dict:
     run_stage("teacher", cfg, shared_dir)
     run_stage("label", cfg, shared_dir)
     save_config(cfg, shared_dir)
-    return shared_settings(shared_dir)
+    return shared_settings(shared_dir, cfg)
 
 
 def save_config(cfg: config_lib.Config, run_dir: str) -> None:

@@ -102,7 +102,7 @@ def declare(hp: keras_tuner.HyperParameters, key: str, spec) -> None:
 
 def trial_config(base: config_lib.Config, values: dict, shared: str) -> config_lib.Config:
     """The run config of one trial: the base with the trial's values, the shared teacher/store."""
-    settings = glue.shared_settings(shared)
+    settings = glue.shared_settings(shared, base)
     stages = values.get("student.stages", "+".join(base.student.stages)).split("+")
     for key, value in values.items():
         if key == "tuner/epochs":  # Hyperband's budget for this trial.

@@ -10,14 +10,17 @@ import os
 import shutil
 
 from distill import config as config_lib, data, models, rundir, supervised, tasks, text
-from teachers import gate
+from teachers import ensemble, gate
 
 
 def run(cfg: config_lib.Config, run_dir: str) -> dict:
     task = tasks.get(cfg.task)
     paths = rundir.RunDir(run_dir, cfg)
+    if cfg.teacher.ensemble:
+        return _ensemble(cfg, run_dir, paths)
     teacher = config_lib.to_dict(cfg)["teacher"]
-    for labeling_only in ("label_batch_size", "shard_size", "min_margin"):
+    for labeling_only in ("label_batch_size", "shard_size", "min_margin", "ensemble", "combine",
+                          "weights", "member_logits"):
         teacher.pop(labeling_only)
     inputs = {"task": task.name, "seed": cfg.seed, "precision": cfg.precision,
               "teacher": teacher, "data": data.labeled_inputs(cfg.data)}
@@ -78,3 +81,18 @@ def _with_restarts(cfg: config_lib.Config, task: tasks.Task, paths: rundir.RunDi
     _, meta = models.load(paths.teacher_model)
     return {**{k: v for k, v in best.items() if k not in ("restart", "score", "split", "baseline")},
             **meta, "restarts": done, "kept_restart": best["restart"]}
+
+
+def _ensemble(cfg: config_lib.Config, run_dir: str, paths: rundir.RunDir) -> dict:
+    """Every member's teacher stage in its own directory, then the ensemble's record."""
+    records = [run(member, ensemble.member_dir(run_dir, k))
+               for k, member in enumerate(ensemble.member_configs(cfg))]
+    inputs = {"task": cfg.task, "members": [r["fingerprint"] for r in records]}
+
+    def work() -> dict:
+        summaries = [r["summary"] for r in records]
+        return {"members": summaries, "params": sum(s.get("params", 0) for s in summaries),
+                "seconds": round(sum(s.get("seconds", 0) for s in summaries), 1),
+                "steps": sum(s.get("steps", 0) for s in summaries)}
+
+    return rundir.stage("teacher", paths.stage_dir("teacher"), inputs, work)

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 
 import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
 import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from distill import (config as config_lib, data, distribute, encoders, models, rundir, store as
-                     store_lib, tasks, text, transfer)
-from teachers import gate
+from distill import (config as config_lib, data, distribute, encoders, rundir, store as store_lib,
+                     tasks, text, transfer)
+from teachers import ensemble, gate
 
 WINDOW_BATCHES = 16  # Examples are sorted by length within windows of 16 batches.
 # A generous bound on a record's size on disk (text, logits, framing), for the free-space check.
@@ -91,12 +92,23 @@ def producer(cfg: config_lib.Config, teacher: dict, source: data.Source, filters
     """What identifies a store: task, teacher (its stage's done record), tokenizer and
     transfer data, with each source's counts through the filters (`transfer.build`)."""
     task = tasks.get(cfg.task)
+    described = {"encoder": cfg.teacher.encoder, "finetuned": cfg.teacher.finetuned,
+                 "fingerprint": teacher["fingerprint"]}
+    members = {}
+    if cfg.teacher.ensemble:  # Every member, and how their outputs were combined.
+        described = {"fingerprint": teacher["fingerprint"], "combine": cfg.teacher.combine,
+                     "weights": ensemble.weights(cfg).tolist(), "members": [
+                         {"encoder": m.teacher.encoder, "finetuned": m.teacher.finetuned,
+                          "seed": m.seed, "fingerprint": f}
+                         for m, f in zip(ensemble.member_configs(cfg), teacher["members"])]}
+        if cfg.teacher.member_logits:
+            members = {"member_logits": len(cfg.teacher.ensemble)}
     return {
         "task": task.name,
         "task_type": "regression" if task.is_regression else "classification",
         "label_names": list(task.label_names),
-        "teacher": {"encoder": cfg.teacher.encoder, "finetuned": cfg.teacher.finetuned,
-                    "fingerprint": teacher["fingerprint"]},
+        "teacher": described,
+        **members,
         "preprocessor": {**text.fingerprint(cfg.teacher.preprocessor, cfg.teacher.lower_case),
                          "seq_length": cfg.teacher.seq_length},
         "precision": cfg.precision,
@@ -124,10 +136,14 @@ def run(cfg: config_lib.Config, run_dir: str, worker: int = 0, num_workers: int 
               f"examples, teacher {manifest['teacher']['encoder']}); skipping")
         return manifest
     teacher = rundir.done_record(paths.stage_dir("teacher"))  # Before reading any data.
+    if cfg.teacher.ensemble:
+        teacher = {**teacher, "members": [
+            rundir.done_record(rundir.RunDir(ensemble.member_dir(run_dir, k)).stage_dir(
+                "teacher"))["fingerprint"] for k in range(len(cfg.teacher.ensemble))]}
     model = None
     if not _complete(store):  # A finished store was gated when it was made.
-        model = distribute.split_batches(models.load(paths.teacher_model)[0])
-        gate.check(cfg, task, model, paths.teacher_model)
+        model = _teacher(cfg, run_dir)
+        gate.check(cfg, task, model, ensemble.describe(cfg, run_dir))
     source, filters = transfer.build(cfg.data, task)
     writer = store_lib.Writer(store, producer(cfg, teacher, source, filters), source.total_examples,
                             cfg.teacher.shard_size, task.num_outputs, task.is_regression,
@@ -138,7 +154,7 @@ def run(cfg: config_lib.Config, run_dir: str, worker: int = 0, num_workers: int 
         return writer.manifest
     slices = [writer.slice(k) for k in pending]
     todo = sum(count for _, count in slices)
-    model = model or distribute.split_batches(models.load(paths.teacher_model)[0])
+    model = model or _teacher(cfg, run_dir)
     packer = text.packer(cfg.teacher, task.is_pair)
     print(f"[label] {source.total_examples} transfer examples in {len(writer.manifest['shards'])} "
           f"shards; {len(pending)} to write ({todo} examples) into {store}")
@@ -146,17 +162,37 @@ def run(cfg: config_lib.Config, run_dir: str, worker: int = 0, num_workers: int 
     windows = shard_windows(source.get_tfdata(), slices, batch_size * WINDOW_BATCHES)
     bar = tqdm(total=todo, desc="label", unit="ex", dynamic_ncols=True, mininterval=1.0)
 
+    seconds = [0.0] * len(model.members)  # Labeling cost per teacher.
+    weights = ensemble.weights(cfg) if cfg.teacher.ensemble else None
+
     def labeled_examples():
         for window in encoded_windows(windows, packer):
-            logits = bucketed_logits(model, window, batch_size)
+            outputs = []
+            for k, member in enumerate(model.members):
+                t0 = time.time()
+                outputs.append(bucketed_logits(member, window, batch_size))
+                seconds[k] += time.time() - t0
+            logits = outputs[0] if weights is None else ensemble.combine(
+                np.stack(outputs), cfg.teacher.combine, weights, task.is_regression).numpy()
             for i in range(len(logits)):
-                yield {"id": window["id"][i], "text_a": window["text_a"][i],
-                       "text_b": window["text_b"][i], "label": window["label"][i],
-                       "logits": logits[i]}
+                example = {"id": window["id"][i], "text_a": window["text_a"][i],
+                           "text_b": window["text_b"][i], "label": window["label"][i],
+                           "logits": logits[i]}
+                if "member_logits" in writer.manifest:
+                    example["member_logits"] = np.stack([o[i] for o in outputs])
+                yield example
             bar.update(len(logits))
 
     with bar:  # Closed on errors too, so that an error message starts a line of its own.
         stream = labeled_examples()  # One pass over the source for all of this worker's shards.
         for k, (_, count) in zip(pending, slices):
             writer.write_shard(k, itertools.islice(stream, count))
+    print("[label] teacher forward passes: " + ", ".join(
+        f"{'member ' + str(k) if weights is not None else 'teacher'} {s:.1f} s "
+        f"({todo / max(s, 1e-9):,.0f} ex/s)" for k, s in enumerate(seconds)))
     return writer.manifest
+
+
+def _teacher(cfg: config_lib.Config, run_dir: str):
+    """The teacher (or ensemble) as one function, each member split across replicas."""
+    return ensemble.load(cfg, run_dir, wrap=distribute.split_batches)

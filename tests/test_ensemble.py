@@ -1,0 +1,68 @@
+"""Teacher ensembles: one store whose logits combine the members', member logits kept."""
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import ok, run_cli
+from distill import models, store
+from distill.errors import UserError
+from distill import config
+
+
+def member(small_task, path, seed):
+    """A teacher classifier supplied ready: the task's teacher with its own random head."""
+    model = models.build(small_task["teacher"], 2, dropout=0.0)
+    kernel = model.get_layer("logits").kernel
+    kernel.assign(tf.random.stateless_normal(kernel.shape, seed=[seed, 7]))
+    return models.export(model, str(path), {"task": "sst2"})
+
+
+def label(small_task, run, *sets):
+    args = ["configs/demo.yaml", "--output", str(run), *small_task["sets"], *sets]
+    ok(run_cli("teacher", *args))
+    return ok(run_cli("label", *args))
+
+
+def records(path):
+    dataset, manifest = store.read(str(path))
+    return list(dataset.batch(10_000).as_numpy_iterator())[0], manifest
+
+
+@pytest.mark.parametrize("combine", ["log_probs", "logits"])
+def test_a_two_teacher_store_is_the_combination_of_two_single_teacher_stores(
+        small_task, tmp_path, combine):
+    a, b = member(small_task, tmp_path / "a", 1), member(small_task, tmp_path / "b", 2)
+    label(small_task, tmp_path / "one", f"--set", f"teacher.finetuned={a}")
+    label(small_task, tmp_path / "two", f"--set", f"teacher.finetuned={b}")
+    result = label(small_task, tmp_path / "both", "--set", "teacher.finetuned=null", "--set",
+                   f"teacher.ensemble=[{{'finetuned': '{a}'}}, {{'finetuned': '{b}'}}]",
+                   "--set", f"teacher.combine={combine}", "--set", "teacher.weights=[3, 1]",
+                   "--set", "teacher.member_logits=true")
+    one, _ = records(tmp_path / "one" / "store")
+    two, _ = records(tmp_path / "two" / "store")
+    both, manifest = records(tmp_path / "both" / "store")
+    assert list(both["id"]) == list(one["id"]) == list(two["id"])
+    la, lb = one["logits"], two["logits"]
+    if combine == "log_probs":
+        la, lb = tf.nn.log_softmax(la).numpy(), tf.nn.log_softmax(lb).numpy()
+    np.testing.assert_allclose(both["logits"], 0.75 * la + 0.25 * lb, atol=1e-5)
+    np.testing.assert_allclose(both["member_logits"][:, 0], one["logits"], atol=1e-6)
+    np.testing.assert_allclose(both["member_logits"][:, 1], two["logits"], atol=1e-6)
+    teacher = manifest["teacher"]
+    assert [m["finetuned"] for m in teacher["members"]] == [a, b]
+    assert teacher["combine"] == combine and teacher["weights"] == [0.75, 0.25]
+    assert all(len(m["fingerprint"]) == 16 for m in teacher["members"])
+    assert "member 0" in result.stdout and "member 1" in result.stdout  # cost per teacher
+    done = json.loads((tmp_path / "both" / "teacher" / "done.json").read_text())
+    assert [m["supplied"] for m in done["summary"]["members"]] == [a, b]
+
+
+def test_bad_ensembles_are_refused_when_the_config_loads():
+    with pytest.raises(UserError, match=r"teacher.ensemble\[1\]: expected a mapping"):
+        config.load(None, ["teacher.ensemble=[{'seed': 1}, {'lr': 2}]"])
+    with pytest.raises(UserError, match="teacher.weights: expected 2 positive numbers"):
+        config.load(None, ["teacher.ensemble=[{'seed': 1}, {'seed': 2}]", "teacher.weights=[1]"])
+    with pytest.raises(UserError, match="teacher.combine"):
+        config.load(None, ["teacher.combine=vote"])
