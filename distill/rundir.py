@@ -113,6 +113,11 @@ class RunDir:
         return os.path.join(self.root, "serving.json")
 
     @property
+    def tflite(self) -> str:
+        """What `distill export --format tflite` measured: size, latency, dev agreement."""
+        return os.path.join(self.root, "tflite.json")
+
+    @property
     def config(self) -> str:
         return os.path.join(self.root, "config.yaml")
 

@@ -130,13 +130,18 @@ def load(spec: str, lower_case: bool = True):
     return module
 
 
+def vocab_file(spec: str) -> str | None:
+    """The WordPiece vocab of a preprocessor: the vocab.txt itself, or its SavedModel's asset."""
+    if os.path.isfile(spec):
+        return spec
+    local = hub.resolve(spec) if "://" in spec else spec
+    candidate = os.path.join(local, "assets", "vocab.txt")
+    return candidate if os.path.isfile(candidate) else None
+
+
 def fingerprint(spec: str, lower_case: bool = True) -> dict:
     """What identifies a tokenizer: the vocab's sha256 and casing (for store manifests)."""
-    vocab = spec if os.path.isfile(spec) else None
-    if vocab is None:
-        local = hub.resolve(spec) if "://" in spec else spec
-        candidate = os.path.join(local, "assets", "vocab.txt")
-        vocab = candidate if os.path.isfile(candidate) else None
+    vocab = vocab_file(spec)
     sha = hashlib.sha256(open(vocab, "rb").read()).hexdigest() if vocab else None
     return {"handle": spec, "vocab_sha256": sha, "lower_case": lower_case}
 

@@ -7,7 +7,7 @@
     distill demo --output DIR                               # offline, locally built encoders
     distill convert --from {bert-tf1,hf} SRC --output DIR   # checkpoints -> TF Hub format
     distill mlm --student HANDLE --data TEXT... --output DIR  # continued MLM pre-training
-    distill export RUN --output DIR                         # serving SavedModel on raw strings
+    distill export RUN --output DIR [--format tflite --quantize int8]  # serving / on-device
     distill inspect STORE [--output DIR]                    # what the teacher taught
 
 Bad input ends with one line on stderr naming the file, line or field, and exit
@@ -84,7 +84,12 @@ def _parser() -> argparse.ArgumentParser:
                         "or seq_length=64 (defaults: distill/config.py, MLMConfig)")
     exp = sub.add_parser("export", help="export a run's student for serving on raw strings")
     exp.add_argument("run_dir", help="a run directory made by `distill run`")
-    exp.add_argument("--output", required=True, help="the serving SavedModel directory")
+    exp.add_argument("--output", required=True, help="the exported model's directory")
+    exp.add_argument("--format", default="savedmodel", choices=["savedmodel", "tflite"],
+                     help="savedmodel: raw strings in (tokenizer in the graph); tflite: token "
+                          "ids in, vocab.txt and tokenizer.json beside it")
+    exp.add_argument("--quantize", default="none", choices=["none", "dynamic", "float16", "int8"],
+                     help="TFLite only; int8 is calibrated on the run's transfer set")
     ins = sub.add_parser("inspect", help="what the teacher taught: a store's sources, classes, "
                                          "confidence, agreement with gold labels")
     ins.add_argument("store", help="a soft-label store, e.g. RUN/store")
@@ -149,7 +154,14 @@ def _dispatch(args) -> None:
         from pipelines import report
         from students import export
 
-        export.run(args.run_dir, args.output)
+        if args.format == "tflite":
+            from students import tflite
+
+            tflite.run(args.run_dir, args.output, args.quantize)
+        elif args.quantize != "none":
+            raise UserError("--quantize applies to --format tflite only.")
+        else:
+            export.run(args.run_dir, args.output)
         if os.path.isfile(rundir.RunDir(args.run_dir).metrics):  # Show the export in the report.
             report.run(config_lib.load(rundir.RunDir(args.run_dir).config), args.run_dir)
         return

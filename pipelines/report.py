@@ -64,6 +64,21 @@ def run(cfg: config_lib.Config, run_dir: str) -> str:
                   f"- latency on this machine: {s['latency_ms_batch_1']} ms (batch 1), "
                   f"{s['latency_ms_batch_32']} ms (batch 32), median of 20 calls",
                   f"- against the evaluation's dev predictions: {check or 'not checked'}"]
+    if os.path.isfile(paths.tflite):
+        with open(paths.tflite) as f:
+            t = json.load(f)
+        lines += ["", "## TFLite export", "",
+                  f"- `{t['export']}/model.tflite` (quantize: {t['quantize']}): "
+                  f"{t['size_bytes'] / 1e6:.2f} MB against the SavedModel's "
+                  f"{t['savedmodel_size_bytes'] / 1e6:.2f} MB",
+                  f"- latency, batch 1: {t['latency_ms_batch_1']} ms against "
+                  f"{t['savedmodel_latency_ms_batch_1']} ms (median of 50 calls)",
+                  f"- {t['dev_split']} ({t['dev_examples']} examples): score "
+                  f"{t['dev_score']:.4f} against the SavedModel's {t['savedmodel_dev_score']:.4f}; "
+                  f"same prediction on {t['agreement']:.2%} of them; largest logit difference "
+                  f"{t['max_abs_logit_difference']:.2e}" if t["agreement"] is not None else
+                  f"- {t['dev_split']}: score {t['dev_score']:.4f} against the SavedModel's "
+                  f"{t['savedmodel_dev_score']:.4f}"]
     if results.get("submission"):
         lines += ["", "## GLUE test predictions", ""]
         lines += [f"- {s}: `{v['file']}` ({v['examples']} rows)"

@@ -208,3 +208,46 @@ def test_run_from_tfds_mock_data_on_a_pair_task(tmp_path, vocab_file, tiny_encod
     assert mlm_done["summary"]["texts"] == 60
     distill_inputs = json.load(open(tmp_path / "run" / "student" / "distill" / "inputs.json"))
     assert distill_inputs["student"]["encoder"] == str(tmp_path / "run" / "student" / "mlm" / "encoder")
+
+
+@pytest.mark.large
+@pytest.mark.parametrize("quantize", ["none", "int8"])
+def test_tflite_export_predicts_as_the_savedmodel(glue_run, tmp_path, quantize):
+    """The TFLite model, run with tf.lite.Interpreter on the documented token-id contract,
+    against the run's own SavedModel on the same packed dev examples."""
+    import tensorflow as tf
+
+    from distill import encoders, text
+    from pipelines import cli
+    from students import tflite
+
+    run_dir = glue_run[0]
+    out = tmp_path / f"tflite_{quantize}"
+    assert cli.main(["export", str(run_dir), "--output", str(out), "--format", "tflite",
+                     "--quantize", quantize]) == 0
+    contract = json.loads((out / "tokenizer.json").read_text())
+    assert contract["seq_length"] == 48 and contract["inputs"] == list(encoders.INPUT_NAMES)
+    # Pack dev texts as the contract says, with the shipped vocab.txt alone.
+    packer = text.Packer(text.load(str(out / "vocab.txt"), contract["lower_case"]),
+                         contract["seq_length"])
+    dev = [line.split("\t")[0] for line in open(os.path.join(glue_run[3], "dev.tsv"))][1:51]
+    batch = packer({"text_a": tf.constant(dev)}, full_length=True)
+    interpreter = tflite.Interpreter(str(out / "model.tflite"))
+    saved = tf.saved_model.load(str(run_dir / "student" / "distill" / "model"))
+    got, want = [], []
+    for i in range(len(dev)):
+        example = {n: batch[n][i:i + 1].numpy() for n in encoders.INPUT_NAMES}
+        got.append(interpreter(example))
+        want.append(saved.signatures["serving_default"](
+            **{n: tf.constant(v) for n, v in example.items()})["logits"].numpy()[0])
+    got, want = np.stack(got), np.stack(want)
+    agreement = (got.argmax(-1) == want.argmax(-1)).mean()
+    summary = json.loads((run_dir / "tflite.json").read_text())
+    if quantize == "none":  # Float: the same logits to float32 rounding.
+        np.testing.assert_allclose(got, want, atol=1e-4)
+        assert summary["agreement"] == 1.0
+    else:  # int8 (calibrated on the transfer set): at least 90% of predictions agree.
+        assert agreement >= 0.9, agreement
+        assert summary["size_bytes"] < 0.5 * summary["savedmodel_size_bytes"]
+    assert summary["quantize"] == quantize and summary["dev_examples"] > 0
+    assert "## TFLite export" in (run_dir / "report.md").read_text()
