@@ -242,9 +242,10 @@ def _text_lines(path: str, task: tasks_lib.Task) -> Source:
 
 def _tfds(task: tasks_lib.Task, split_name: str, data_dir: str | None) -> Source:
     """The task's own `glue/<task>` TFDS dataset, with its gold labels."""
-    split = task.split(split_name).name
-    return tfds_source(task.tfds_name, split, task.tfds_fields, task, data_dir, with_labels=True,
-                       id_prefix=f"{task.name}/{split}")
+    split = task.split(split_name)
+    name, tfds_split = split.tfds.split(":") if split.tfds else (task.tfds_name, split.name)
+    return tfds_source(name, tfds_split, task.tfds_fields, task, data_dir, with_labels=True,
+                       id_prefix=f"{task.name}/{split.name}")
 
 
 def tfds_source(name: str, split: str, fields: tuple[str, ...], task: tasks_lib.Task,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 
 from distill.errors import UserError
 
@@ -35,6 +36,7 @@ class Split:
     has_header: bool = True
     labeled: bool = True
     submission: str | None = None  # GLUE leaderboard file name (test splits only).
+    tfds: str | None = None  # "NAME:SPLIT" when it is another TFDS dataset (GLUE's AX).
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,7 +131,12 @@ TASKS: dict[str, Task] = {
               Split("test_matched", "test_matched.tsv", _MNLI_TEST, labeled=False,
                     submission="MNLI-m.tsv"),
               Split("test_mismatched", "test_mismatched.tsv", _MNLI_TEST, labeled=False,
-                    submission="MNLI-mm.tsv")),
+                    submission="MNLI-mm.tsv"),
+              # GLUE's diagnostic set, predicted by the MNLI model (the download's
+              # diagnostic/diagnostic.tsv, beside the MNLI directory).
+              Split("test_ax", os.path.join("..", "diagnostic", "diagnostic.tsv"),
+                    Columns("sentence1", "sentence2", id="index"), labeled=False,
+                    submission="AX.tsv", tfds="glue/ax:test")),
              numeric_tsv_labels=False),
         Task("qnli", "QNLI", ("question", "sentence"), ("entailment", "not_entailment"),
              ("accuracy",), _with_submission(_standard(a="question", b="sentence"), "QNLI"),

@@ -75,6 +75,16 @@ def test_test_split_keeps_glue_index_and_has_no_label(tmp_path):
                     "text_b": "Hypothesis here.", "label": -1}]
 
 
+def test_the_glue_diagnostic_is_read_beside_the_mnli_directory(tmp_path):
+    (tmp_path / "MNLI").mkdir()
+    write(tmp_path / "diagnostic" / "diagnostic.tsv", [
+        "index\tsentence1\tsentence2", "0\tThe cat sat.\tA cat sat.", "1\tNo.\tYes."])
+    got = rows(data.get(f"glue_dir:{tmp_path / 'MNLI'}", tasks.get("mnli"), "test_ax"))
+    assert [(r["id"], r["text_a"], r["label"]) for r in got] == [
+        ("mnli/test_ax/0", "The cat sat.", -1), ("mnli/test_ax/1", "No.", -1)]
+    assert tasks.get("mnli").split("test_ax").submission == "AX.tsv"
+
+
 def test_crlf_files_are_read_like_lf(tmp_path):
     (tmp_path / "dev.tsv").write_bytes(b"sentence\tlabel\r\ngreat fun\t1\r\n")
     assert rows(data.get(f"glue_dir:{tmp_path}", tasks.get("sst2"), "validation"))[0][

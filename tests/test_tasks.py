@@ -23,7 +23,7 @@ def test_mnli_has_matched_and_mismatched_dev_and_test():
     mnli = tasks.get("MNLI")
     assert [s.name for s in mnli.dev_splits] == ["validation_matched", "validation_mismatched"]
     assert [s.tsv for s in mnli.dev_splits] == ["dev_matched.tsv", "dev_mismatched.tsv"]
-    assert [s.submission for s in mnli.test_splits] == ["MNLI-m.tsv", "MNLI-mm.tsv"]
+    assert [s.submission for s in mnli.test_splits] == ["MNLI-m.tsv", "MNLI-mm.tsv", "AX.tsv"]
 
 
 def test_glue_names_and_hyphens_are_accepted():
