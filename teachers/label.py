@@ -97,7 +97,7 @@ def producer(cfg: config_lib.Config, teacher: dict, source: data.Source, filters
     members = {}
     if cfg.teacher.ensemble:  # Every member, and how their outputs were combined.
         described = {"fingerprint": teacher["fingerprint"], "combine": cfg.teacher.combine,
-                     "weights": ensemble.weights(cfg).tolist(), "members": [
+                     "member_weights": ensemble.weights(cfg).tolist(), "members": [
                          {"encoder": m.teacher.encoder, "finetuned": m.teacher.finetuned,
                           "seed": m.seed, "fingerprint": f}
                          for m, f in zip(ensemble.member_configs(cfg), teacher["members"])]}

@@ -166,3 +166,10 @@ def test_glue_tables_show_the_published_row_of_a_matching_size():
     assert paper._glue_score(cols) == "50.0"
     del cols[("mnli", "validation_mismatched")]
     assert paper._glue_score(cols) == "-"  # MNLI incomplete: no GLUE score.
+
+
+def test_the_readme_defines_every_method_as_the_grid_runs_it():
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    for name, method in paper.METHODS.items():
+        row = next(line for line in readme.splitlines() if line.startswith(f"| {name} | "))
+        assert row.endswith(f"| {method.definition} |"), name
