@@ -72,6 +72,15 @@ def serialize(example: dict, regression: bool) -> bytes:
     return example.SerializeToString(deterministic=True)  # Sorted keys: the same bytes in any process.
 
 
+def teacher_name(manifest: dict) -> str:
+    """The teacher that made a store, in words: its encoder, or its ensemble's members."""
+    teacher = manifest["teacher"]
+    if "members" in teacher:
+        return (f"ensemble of {len(teacher['members'])} ({teacher['combine']}): "
+                + ", ".join(m["finetuned"] or m["encoder"] for m in teacher["members"]))
+    return teacher["encoder"]
+
+
 def sha256(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

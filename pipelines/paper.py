@@ -441,7 +441,8 @@ def _plot_size(cells, task, split, methods, path):
     ax.set_xscale("log")
     ax.set_xlabel("student parameters")
     ax.set_ylabel(f"{task} {split}")
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
     fig.tight_layout()
     rundir.write_file_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100))
     plt.close(fig)

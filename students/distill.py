@@ -33,7 +33,7 @@ def run(cfg: config_lib.Config, run_dir: str) -> dict:
         if sample:
             dataset = store.subsample(dataset, manifest["examples"], sample, cfg.seed)
         print(f"[distill] {cfg.student.encoder} ({cfg.student.init}) on {examples} "
-              f"soft labels from {paths.store} (teacher {manifest['teacher']['encoder']})")
+              f"soft labels from {paths.store} (teacher {store.teacher_name(manifest)})")
         model = student_model.build(cfg, task, "distill")
         packer = text.packer(cfg.student, task.is_pair)
 

@@ -133,7 +133,7 @@ def run(cfg: config_lib.Config, run_dir: str, worker: int = 0, num_workers: int 
     if cfg.data.store:
         manifest = store_lib.check(store, expect={"task": task.name})
         print(f"[label] reusing the store {store} ({manifest['examples']} "
-              f"examples, teacher {manifest['teacher']['encoder']}); skipping")
+              f"examples, teacher {store_lib.teacher_name(manifest)}); skipping")
         return manifest
     teacher = rundir.done_record(paths.stage_dir("teacher"))  # Before reading any data.
     if cfg.teacher.ensemble:

@@ -52,6 +52,7 @@ def test_a_two_teacher_store_is_the_combination_of_two_single_teacher_stores(sma
     assert [m["finetuned"] for m in teacher["members"]] == [a, b]
     assert teacher["combine"] == combine and teacher["member_weights"] == [0.75, 0.25]
     assert all(len(m["fingerprint"]) == 16 for m in teacher["members"])
+    assert store.teacher_name(manifest) == f"ensemble of 2 ({combine}): {a}, {b}"
     assert "member 0" in result.stdout and "member 1" in result.stdout  # cost per teacher
     done = json.loads((tmp_path / "both" / "teacher" / "done.json").read_text())
     assert [m["supplied"] for m in done["summary"]["members"]] == [a, b]
