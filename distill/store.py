@@ -77,7 +77,8 @@ def teacher_name(manifest: dict) -> str:
     teacher = manifest["teacher"]
     if "members" in teacher:
         return (f"ensemble of {len(teacher['members'])} ({teacher['combine']}): "
-                + ", ".join(m["finetuned"] or m["encoder"] for m in teacher["members"]))
+                + ", ".join(m["finetuned"] or f"{m['encoder']} (seed {m['seed']})"
+                            for m in teacher["members"]))
     return teacher["encoder"]
 
 
