@@ -123,12 +123,19 @@ def cell_dir(output: str, key: Key) -> str:
     return os.path.join(output, "cells", key.task, key.student, key.method, f"seed{key.seed}{size}")
 
 
-def cell_keys(grid: config_lib.GridConfig, task: str, names: list[str]) -> list[Key]:
+def cell_keys(grid: config_lib.GridConfig, task: str, names: list[str],
+              store_size: int) -> list[Key]:
     """The task's cells in running order: PD before PDF, which reuses PD's distillation;
-    a method that does not distil (PF) only on the whole store."""
+    a method that does not distil (PF) only on the whole store, and transfer sizes only
+    below the store's size."""
+    too_large = [n for n in grid.transfer_sizes if n >= store_size]
+    if too_large:
+        print(f"[reproduce] {task}: grid.transfer_sizes {too_large} are not below the store's "
+              f"{store_size} examples; those points are the whole store, not run again")
+    sizes = [None] + [n for n in grid.transfer_sizes if n < store_size]
     methods = sorted(grid.methods, key=lambda m: m == "PDF")
     return [Key(task, name, method, seed, size) for name in names for method in methods
-            for seed in grid.seeds for size in [None, *grid.transfer_sizes]
+            for seed in grid.seeds for size in sizes
             if size is None or "distill" in METHODS[method].stages]
 
 
@@ -173,7 +180,7 @@ def run(cfg: config_lib.Config, output: str) -> dict:
         teacher = teacher_results(task_cfg, shared)
         teachers[task] = {s: v["score"] for s, v in teacher.items() if s != "eval_seconds"}
         store_sizes[task] = store.load_manifest(rundir.RunDir(shared).store)["examples"]
-        for key in cell_keys(grid, task, list(grid_students)):
+        for key in cell_keys(grid, task, list(grid_students), store_sizes[task]):
             extra = cell_overrides(grid_students[key.student], key)
             if extra is None:
                 continue

@@ -127,6 +127,8 @@ def test_a_per_cell_search_resumes_after_a_kill_and_skips_finished_trials(tmp_pa
     result = ok(run_cli(*args))
     assert all(os.path.getmtime(p) == t for p, t in finished.items())  # Not trained again.
     assert "[reproduce] 1 of 1 cells done" in result.stdout
+    # The demo grid's transfer size (1,000) is not below this small store's 600 examples.
+    assert "grid.transfer_sizes [1000] are not below the store's 600 examples" in result.stdout
     searched = json.loads((trials_dir.parent / "cell.json").read_text())
     assert searched["trials"] == 3 and searched["status"] == "done"
     # The selected trial is the best on the carved split, and its dev score is the cell's.
