@@ -34,7 +34,7 @@ def compute(task: tasks_lib.Task, labels, logits) -> dict[str, float]:
     preds = predictions(task, logits)
     labels = np.asarray(labels)
     result = {name: float(_METRICS[name](labels, preds)) for name in task.metrics}
-    result["score"] = float(np.mean([result[m] for m in task.metrics]))
+    result["score"] = task_score([result[m] for m in task.metrics])
     return result
 
 
@@ -54,7 +54,6 @@ def glue_score(task_scores: dict[str, float]) -> float | None:
     return float(np.mean([task_scores[t] for t in tasks_lib.TASKS]))
 
 
-
 def majority_baseline(task: tasks_lib.Task, train_labels, labels) -> dict[str, float]:
     """The task's metrics of always answering train's majority class (its mean, for STS-B).
 
@@ -66,5 +65,5 @@ def majority_baseline(task: tasks_lib.Task, train_labels, labels) -> dict[str, f
     else:
         majority = np.bincount(train_labels[train_labels >= 0], minlength=task.num_outputs).argmax()
         result = compute(task, labels, np.eye(task.num_outputs)[np.full(len(labels), majority)])
-    result["score"] = float(np.mean([result[m] for m in task.metrics]))
+    result["score"] = task_score([result[m] for m in task.metrics])
     return result

@@ -75,6 +75,14 @@ def export(model: keras.Model, path: str, meta: dict) -> str:
     return path
 
 
+def metadata(path: str) -> dict:
+    """What `export` recorded beside a classifier SavedModel (task, encoder, params, ...)."""
+    if not os.path.isfile(os.path.join(path, META)):
+        return {}
+    with open(os.path.join(path, META)) as f:
+        return json.load(f)
+
+
 def load(path: str):
     """Returns `fn(inputs) -> logits` for a classifier SavedModel, and its metadata.
 
@@ -88,10 +96,7 @@ def load(path: str):
     if "serving_default" not in loaded.signatures:
         raise UserError(f"Classifier {path} has no serving_default signature.")
     serve = loaded.signatures["serving_default"]
-    meta = {}
-    if os.path.isfile(os.path.join(path, META)):
-        with open(os.path.join(path, META)) as f:
-            meta = json.load(f)
+    meta = metadata(path)
 
     def fn(inputs):
         return serve(**{n: inputs[n] for n in encoders.INPUT_NAMES})["logits"]

@@ -17,11 +17,18 @@ from distill.errors import UserError
 from teachers import ensemble
 
 
-def _predict(cfg, task, load, side, split: str) -> dict:
-    """Predictions on `split` of the classifier `load()` returns, packed as `side` (the
-    teacher or student config section) says."""
-    return models.predict_source(load(), data.labeled(cfg.data, task, split),
+def _predict(cfg, task, fn, side, split: str) -> dict:
+    """Predictions on `split` of the loaded classifier `fn`, packed as `side` (the teacher or
+    student config section) says."""
+    return models.predict_source(fn, data.labeled(cfg.data, task, split),
                                  text.packer(side, task.is_pair), cfg.eval_batch_size)
+
+
+def _scored(cfg, task, fn, side, split: str) -> tuple[dict, dict]:
+    """(the task's metrics and example count, the predictions) of `fn` on `split`."""
+    out = _predict(cfg, task, fn, side, split)
+    return {**metrics.compute(task, out["label"], out["logits"]),
+            "examples": int(len(out["id"]))}, out
 
 
 def submission_rows(task: tasks.Task, result: dict) -> list[str]:
@@ -48,9 +55,8 @@ def _roles(cfg: config_lib.Config, run_dir: str) -> dict:
 
 def score(cfg: config_lib.Config, run_dir: str, role: str, split: str) -> dict:
     """The task's metrics of `role` ("teacher" or "student") on `split` (e.g. "heldout")."""
-    task = tasks.get(cfg.task)
-    out = _predict(cfg, task, *_roles(cfg, run_dir)[role], split)
-    return {**metrics.compute(task, out["label"], out["logits"]), "examples": int(len(out["id"]))}
+    load, side = _roles(cfg, run_dir)[role]
+    return _scored(cfg, tasks.get(cfg.task), load(), side, split)[0]
 
 
 def evaluate_role(cfg: config_lib.Config, run_dir: str, role: str) -> dict:
@@ -58,10 +64,10 @@ def evaluate_role(cfg: config_lib.Config, run_dir: str, role: str) -> dict:
     task = tasks.get(cfg.task)
     paths = rundir.RunDir(run_dir, cfg)
     t0, results = time.time(), {}
+    load, side = _roles(cfg, run_dir)[role]
+    fn = load()  # Once for all dev splits (MNLI has two).
     for split in task.dev_splits:
-        out = _predict(cfg, task, *_roles(cfg, run_dir)[role], split.name)
-        results[split.name] = {**metrics.compute(task, out["label"], out["logits"]),
-                               "examples": int(len(out["id"]))}
+        results[split.name], out = _scored(cfg, task, fn, side, split.name)
         rundir.write_file_atomic(paths.predictions(role, split.name),
                                  lambda tmp: np.savez(tmp, **out))
     results["eval_seconds"] = round(time.time() - t0, 2)
@@ -85,9 +91,12 @@ def run(cfg: config_lib.Config, run_dir: str, teacher: dict | None = None) -> di
                "student": evaluate_role(cfg, run_dir, "student")}
 
     results["submission"] = {}
+    load, side = roles["student"]
+    student = None
     for split in task.test_splits:
         try:
-            out = _predict(cfg, task, *roles["student"], split.name)
+            student = student or load()
+            out = _predict(cfg, task, student, side, split.name)
         except UserError as e:
             print(f"[evaluate] no test predictions for {split.name}: {e}")
             continue

@@ -18,16 +18,13 @@ import time
 
 import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
 import numpy as np
+from scipy import special, stats
 
 from distill import rundir, store as store_lib
+from pipelines import report
 
 BINS = np.linspace(0.0, 1.0, 21)  # Confidence histogram: 20 bins of 0.05.
 EXTREMES = 10
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return z / z.sum(axis=1, keepdims=True)
 
 
 class Tally:
@@ -54,12 +51,12 @@ class Tally:
             known = ~np.isnan(batch["label"])
             self.gold += int(known.sum())
             return
-        probs = _softmax(logits)
+        probs = special.softmax(logits, axis=1)
         confidence = probs.max(axis=1)
         predicted = probs.argmax(axis=1)
         self.predicted += np.bincount(predicted, minlength=len(self.predicted))
         self.confidence += np.histogram(confidence, BINS)[0]
-        self.entropy_sum += float(-(probs * np.log(np.clip(probs, 1e-12, 1))).sum())
+        self.entropy_sum += float(stats.entropy(probs, axis=1).sum())
         labels = batch["label"]
         known = labels >= 0
         self.gold += int(known.sum())
@@ -126,7 +123,7 @@ def markdown(summary: dict) -> list[str]:
     lines += [f"| {c} | {n:,} | {n / total:.1%} |" for c, n in summary["predicted"].items()]
     agreement = summary["agreement_with_gold"]
     lines += ["", f"- mean entropy of the teacher's distribution: {summary['mean_entropy']:.4f} nats",
-              f"- agreement with the gold labels: " + (
+              "- agreement with the gold labels: " + (
                   f"{agreement:.2%} of {summary['gold_labels']:,} labeled examples"
                   if agreement is not None else "no gold labels in this store"),
               "", "Confidence (largest probability), 20 bins of 0.05 from 0 to 1: "
@@ -139,17 +136,9 @@ def markdown(summary: dict) -> list[str]:
 
 
 def _plot(summary: dict, path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (hist, bars) = plt.subplots(1, 2, figsize=(9, 3.2))
-    hist.bar(BINS[:-1], summary["confidence_histogram"], width=0.05, align="edge")
-    hist.set_xlabel("teacher confidence")
-    hist.set_ylabel("examples")
-    bars.bar(list(summary["predicted"]), list(summary["predicted"].values()))
-    bars.set_xlabel("teacher's predicted class")
-    fig.tight_layout()
-    rundir.write_file_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100))
-    plt.close(fig)
+    with report.figure(path, 2, (9, 3.2)) as (_, (hist, bars)):
+        hist.bar(BINS[:-1], summary["confidence_histogram"], width=0.05, align="edge")
+        hist.set_xlabel("teacher confidence")
+        hist.set_ylabel("examples")
+        bars.bar(list(summary["predicted"]), list(summary["predicted"].values()))
+        bars.set_xlabel("teacher's predicted class")

@@ -30,7 +30,7 @@ import typing
 from distill import (config as config_lib, convert, data, encoders, metrics, preflight, rundir,
                      store, tasks)
 from distill.errors import UserError
-from pipelines import demo, evaluate, glue, published, sweep
+from pipelines import demo, evaluate, glue, published, report, sweep
 from students import presets
 
 
@@ -409,47 +409,32 @@ def _transfer_size(cells, task, split, names, grid, whole: int, output: str) -> 
            f"{task}: {split} (dev) score x100 against the number of transfer examples the "
            f"students were distilled on (seeded subsamples of one store, no relabeling; mean ± "
            f"std over seeds). Methods without distillation do not read the store: one score.")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for label, (distils, points) in lines.items():
-        if distils and points:
-            ax.plot(*zip(*points), marker="o", label=label)
-        elif points:  # The same score at every size: a flat reference line.
-            ax.axhline(points[-1][1], linestyle="--", color="gray", label=label)
-    ax.set_xscale("log")
-    ax.set_xlabel("transfer examples")
-    ax.set_ylabel(f"{task} {split}")
-    ax.legend()
-    fig.tight_layout()
-    rundir.write_file_atomic(os.path.join(output, f"{task}_vs_transfer_size.png"),
-                             lambda tmp: fig.savefig(tmp, dpi=100))
-    plt.close(fig)
+    with report.figure(os.path.join(output, f"{task}_vs_transfer_size.png")) as (_, (ax,)):
+        for label, (distils, points) in lines.items():
+            if distils and points:
+                ax.plot(*zip(*points), marker="o", label=label)
+            elif points:  # The same score at every size: a flat reference line.
+                ax.axhline(points[-1][1], linestyle="--", color="gray", label=label)
+        _finish(ax, "transfer examples", f"{task} {split}")
 
 
 def _plot_size(cells, task, split, methods, path):
-    import matplotlib
+    with report.figure(path) as (_, (ax,)):
+        for method in methods:
+            points = {}
+            for k, c in cells.items():
+                if (k.task, k.method, k.size) == (task, method, None) and c["status"] == "done":
+                    points.setdefault(c["params"], []).append(c["scores"][split])
+            if points:
+                xs = sorted(points)
+                ax.plot(xs, [statistics.mean(points[x]) for x in xs], marker="o", label=method)
+        _finish(ax, "student parameters", f"{task} {split}")
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for method in methods:
-        points = {}
-        for k, c in cells.items():
-            if (k.task, k.method, k.size) == (task, method, None) and c["status"] == "done":
-                points.setdefault(c["params"], []).append(c["scores"][split])
-        if points:
-            xs = sorted(points)
-            ax.plot(xs, [statistics.mean(points[x]) for x in xs], marker="o", label=method)
+def _finish(ax, xlabel: str, ylabel: str) -> None:
+    """A log-scaled x axis, both labels, and the legend when there are lines to name."""
     ax.set_xscale("log")
-    ax.set_xlabel("student parameters")
-    ax.set_ylabel(f"{task} {split}")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     if ax.get_legend_handles_labels()[0]:
         ax.legend()
-    fig.tight_layout()
-    rundir.write_file_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100))
-    plt.close(fig)

@@ -29,7 +29,7 @@ import keras_tuner
 
 from distill import config as config_lib, data, preflight, rundir, store, tasks
 from distill.errors import UserError
-from pipelines import demo, evaluate, glue
+from pipelines import demo, evaluate, glue, report
 
 class GridOracle(keras_tuner.Oracle):
     """Every combination of the space's values, in order.
@@ -259,24 +259,16 @@ def _cell(value) -> str:
 
 def _plot(rows: list[dict], path: str) -> None:
     """The objective against each hyperparameter, one panel each."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     names = [k for k in (rows[0] if rows else {}) if k not in ("trial_id", "status", "score")
              and not k.startswith("dev_")]
     if not names:
         return
-    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.2), squeeze=False)
-    for ax, name in zip(axes[0], names):
-        xs = [r[name] for r in rows]
-        numeric = all(isinstance(x, (int, float)) for x in xs)
-        ax.scatter(xs if numeric else [str(x) for x in xs], [r["score"] for r in rows])
-        if numeric and name.endswith("learning_rate"):
-            ax.set_xscale("log")
-        ax.set_xlabel(name)
-        ax.set_ylabel("heldout score")
-    fig.tight_layout()
-    rundir.write_file_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100))
-    plt.close(fig)
+    with report.figure(path, len(names), (4 * len(names), 3.2)) as (_, axes):
+        for ax, name in zip(axes, names):
+            xs = [r[name] for r in rows]
+            numeric = all(isinstance(x, (int, float)) for x in xs)
+            ax.scatter(xs if numeric else [str(x) for x in xs], [r["score"] for r in rows])
+            if numeric and name.endswith("learning_rate"):
+                ax.set_xscale("log")
+            ax.set_xlabel(name)
+            ax.set_ylabel("heldout score")

@@ -57,26 +57,36 @@ def build(cfg: config_lib.Config, run_dir: str) -> tuple[tf.Module, object]:
     return module, serve
 
 
-def _latency_ms(fn, texts: list[str], pair: bool, repeats: int = 20) -> float:
-    batch = {"text_a": tf.constant(texts)}
-    if pair:
-        batch["text_b"] = tf.constant(texts)
+def median_ms(call, repeats: int = 20) -> float:
+    """Median wall time of `call()` in milliseconds, after three warm-up calls."""
     for _ in range(3):
-        fn(**batch)
+        call()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        fn(**batch)
+        call()
         times.append((time.perf_counter() - t0) * 1000)
-    return round(statistics.median(times), 2)
+    return round(statistics.median(times), 3)
+
+
+def _latency_ms(fn, texts: list[str], pair: bool) -> float:
+    batch = {"text_a": tf.constant(texts)}
+    if pair:
+        batch["text_b"] = tf.constant(texts)
+    return median_ms(lambda: fn(**batch))
+
+
+def run_config(run_dir: str) -> config_lib.Config:
+    """The config a finished run saved (RUN/config.yaml), which an export reads."""
+    config_path = rundir.RunDir(run_dir).config
+    if not os.path.isfile(config_path):
+        raise UserError(f"{run_dir} has no config.yaml; expected a directory made by `distill run`.")
+    return config_lib.load(config_path)
 
 
 def run(run_dir: str, output: str) -> dict:
     """Exports the run's final student to `output`, checks it, and records size and latency."""
-    config_path = rundir.RunDir(run_dir).config
-    if not os.path.isfile(config_path):
-        raise UserError(f"{run_dir} has no config.yaml; expected a directory made by `distill run`.")
-    cfg = config_lib.load(config_path)
+    cfg = run_config(run_dir)
     task = tasks.get(cfg.task)
     module, serve = build(cfg, run_dir)
     rundir.replace_dir(output, lambda tmp: tf.saved_model.save(

@@ -17,8 +17,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import statistics
-import time
 
 import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
 import numpy as np
@@ -26,6 +24,7 @@ import tensorflow as tf
 
 from distill import config as config_lib, data, encoders, metrics, rundir, store, tasks, text
 from distill.errors import UserError
+from students import export
 
 QUANTIZE = ("none", "dynamic", "float16", "int8")
 CALIBRATION_EXAMPLES = 200
@@ -86,25 +85,11 @@ class Interpreter:
         return self.interpreter.get_tensor(self.output)[0]
 
 
-def _latency_ms(fn, example: dict, repeats: int = 50) -> float:
-    for _ in range(3):
-        fn(example)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn(example)
-        times.append((time.perf_counter() - t0) * 1000)
-    return round(statistics.median(times), 3)
-
-
 def run(run_dir: str, output: str, quantize: str = "none") -> dict:
     """Writes DIR/model.tflite, vocab.txt and tokenizer.json; measures them (RUN/tflite.json)."""
     if quantize not in QUANTIZE:
         raise UserError(f"--quantize: expected one of {list(QUANTIZE)}; received {quantize!r}.")
-    config_path = rundir.RunDir(run_dir).config
-    if not os.path.isfile(config_path):
-        raise UserError(f"{run_dir} has no config.yaml; expected a directory made by `distill run`.")
-    cfg = config_lib.load(config_path)
+    cfg = export.run_config(run_dir)
     task = tasks.get(cfg.task)
     paths = rundir.RunDir(run_dir, cfg)
     vocab = text.vocab_file(cfg.student.preprocessor)
@@ -146,8 +131,8 @@ def run(run_dir: str, output: str, quantize: str = "none") -> dict:
         "export": os.path.abspath(output), "quantize": quantize, "size_bytes": len(model),
         "savedmodel_size_bytes": sum(os.path.getsize(os.path.join(d, f))
                                      for d, _, fs in os.walk(paths.student_model) for f in fs),
-        "latency_ms_batch_1": _latency_ms(lite, first),
-        "savedmodel_latency_ms_batch_1": _latency_ms(saved_fn, first),
+        "latency_ms_batch_1": export.median_ms(lambda: lite(first), repeats=50),
+        "savedmodel_latency_ms_batch_1": export.median_ms(lambda: saved_fn(first), repeats=50),
         "dev_split": split, "dev_examples": len(labels),
         "dev_score": metrics.compute(task, labels, got)["score"],
         "savedmodel_dev_score": metrics.compute(task, labels, want)["score"],

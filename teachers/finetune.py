@@ -82,7 +82,7 @@ def _with_restarts(cfg: config_lib.Config, task: tasks.Task, paths: rundir.RunDi
     best = max(done, key=lambda r: r["score"])
     print(f"[teacher] kept restart {best['restart'] + 1} (seed {best['seed']}): "
           f"{best['score']:.4f}; all: " + ", ".join(f"{r['score']:.4f}" for r in done))
-    _, meta = models.load(paths.teacher_model)
+    meta = models.metadata(paths.teacher_model)  # The kept restart's, read without loading it.
     return {**{k: v for k, v in best.items() if k not in ("restart", "score", "split", "baseline")},
             **meta, "restarts": done, "kept_restart": best["restart"]}
 
