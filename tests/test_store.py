@@ -142,6 +142,27 @@ def test_bucketed_labeling_restores_order_and_matches_unsorted():
     assert all(w % 8 == 0 for w in seen_widths) and min(seen_widths) < 40
 
 
+def test_labeling_batch_size_does_not_change_the_soft_labels(tiny_encoder):
+    """The CPU default batch (32) and the accelerator one (256) label alike: padding to another
+    width is masked out, so only float rounding may differ."""
+    from distill import models
+
+    model = models.build(tiny_encoder, 2, dropout=0.1)
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 60, size=300)
+    mask = (np.arange(64)[None, :] < lengths[:, None]).astype(np.int32)
+    window = {"input_word_ids": (rng.integers(1, 10, size=(300, 64)) * mask).astype(np.int32),
+              "input_mask": mask, "input_type_ids": np.zeros_like(mask)}
+
+    def fn(batch):
+        return model(batch, training=False)
+
+    small = label.bucketed_logits(fn, window, label.CPU_BATCH)
+    large = label.bucketed_logits(fn, window, label.ACCELERATOR_BATCH)
+    np.testing.assert_allclose(small, large, rtol=1e-5, atol=1e-5)
+    assert np.abs(small).max() > 1e-3  # Not trivially zero.
+
+
 def test_shard_windows_read_the_source_once_and_restart_at_each_shard():
     ds = tf.data.Dataset.range(40).map(lambda i: {"id": i})
     windows = [w["id"].numpy().tolist() for w in label.shard_windows(ds, [(0, 10), (25, 7)], 4)]
