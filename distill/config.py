@@ -357,6 +357,9 @@ def validate(cfg: Config) -> None:
             isinstance(w, (int, float)) and w > 0 for w in t.weights)):
         raise UserError(f"teacher.weights: expected {len(t.ensemble)} positive numbers, one per "
                         f"member of teacher.ensemble; received {t.weights!r}.")
+    if t.label_batch_size < 0:
+        raise UserError(f"teacher.label_batch_size: expected a positive batch size, or 0 for the "
+                        f"device's default; received {t.label_batch_size}.")
     if cfg.teacher.restarts < 1:
         raise UserError(f"teacher.restarts: expected at least 1; received {cfg.teacher.restarts}.")
     if cfg.data.store_sample is not None and cfg.data.store_sample < 1:

@@ -39,6 +39,7 @@ def test_overrides_are_typed(tmp_path):
     ("student.stages=['distil']", r"student.stages"),
     ("task=stsb", r"student.distill.loss: stsb is a regression task"),
     ("seed", r"expected key=value"),
+    ("teacher.label_batch_size=-1", r"teacher.label_batch_size: expected a positive batch size"),
 ])
 def test_bad_overrides(override, message):
     with pytest.raises(UserError, match=message):
