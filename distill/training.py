@@ -36,7 +36,7 @@ class Schedule:
     checkpoint_every: int = 500  # Steps; a checkpoint is also written after each epoch.
     jit_compile: bool = False  # Compile each training step with XLA (one compilation per shape).
     # Draw batches from windows of this many batches sorted by length, in shuffled order: less
-    # padding, 1.3-1.8x faster, and no accuracy lost over three seeds on real SST-2
+    # padding, 1.6-1.8x faster, and no accuracy lost over three seeds on real SST-2
     # (benchmarks/RESULTS.md). 1 = plain random batches.
     sort_window: int = 16
 
