@@ -20,9 +20,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
+
+import processes  # benchmarks/, this script's directory
 
 SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared",
                       "data")
@@ -175,9 +175,7 @@ def run_case(case: str) -> dict:
     else:
         _, size, precision = case.split("-")
         result = train(size, precision)
-    with open("/proc/self/status") as f:
-        rss = next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
-    return {"case": case, **result, "peak_rss_mib": rss / 1024}
+    return {"case": case, **result, "peak_rss_mib": processes.peak_rss_kib() / 1024}
 
 
 def available() -> bool:
@@ -193,13 +191,10 @@ def run_all(cases: list[str]) -> list[dict]:
     """Every case in a fresh process of its own (its own peak RSS, no shared caches)."""
     results = []
     for case in cases:
-        out = subprocess.run([sys.executable, os.path.abspath(__file__), "--case", case],
-                             capture_output=True, text=True)
-        lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
-        if out.returncode or not lines:
-            results.append({"case": case, "error": out.stderr[-2000:]})
-        else:
-            results.append(json.loads(lines[-1]))
+        try:
+            results.append(processes.run_python([os.path.abspath(__file__), "--case", case]))
+        except RuntimeError as e:
+            results.append({"case": case, "error": str(e)})
         print(json.dumps(results[-1]), flush=True)
     return results
 

@@ -33,9 +33,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
-from distill import config as config_lib, convert, data, models, rundir, tasks, text  # noqa: E402
+from distill import (config as config_lib, convert, data, distribute, models, rundir,  # noqa: E402
+                     tasks, text)
 from pipelines import paper  # noqa: E402
 
 SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared",
@@ -82,29 +82,25 @@ def bf16_agreement(grid: str, mode: dict) -> dict:
                    "validation")
     packer = text.Packer(text.load(os.path.join(os.path.dirname(grid), "encoders", "teacher",
                                                 "preprocessor")), mode["seq"])
-    logits = {}
-    for precision in ("float32", "bfloat16"):
-        # The rewrite applies to functions loaded while it is on.
-        tf.config.optimizer.set_experimental_options(
-            {"auto_mixed_precision_onednn_bfloat16": precision == "bfloat16"})
-        fn, _ = models.load(teacher)
-        out = models.predict_source(fn, dev, packer, 64)
-        logits[precision] = out["logits"]
-    tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": False})
-    fp32, bf16 = logits["float32"], logits["bfloat16"]
+    out = {}
+    for bf16 in (False, True):
+        distribute.bf16_rewrite(bf16)  # Before loading: the rewrite applies to what loads after.
+        out[bf16] = models.predict_source(models.load(teacher)[0], dev, packer, 64)
+    distribute.bf16_rewrite(False)
+    fp32, bf16, labels = out[False]["logits"], out[True]["logits"], out[False]["label"]
     return {"examples": len(fp32),
             "argmax_agreement": float(np.mean(fp32.argmax(-1) == bf16.argmax(-1))),
             "max_abs_logit_difference": float(np.abs(fp32 - bf16).max()),
-            "accuracy_fp32": float(np.mean(fp32.argmax(-1) == out["label"])),
-            "accuracy_bf16": float(np.mean(bf16.argmax(-1) == out["label"]))}
+            "accuracy_fp32": float(np.mean(fp32.argmax(-1) == labels)),
+            "accuracy_bf16": float(np.mean(bf16.argmax(-1) == labels))}
 
 
 def compare_sorting(cfg: config_lib.Config, out: str, mode: dict, t0: float) -> None:
     """PD and PDF with random batches (sort_window 1) and sorted windows (16), one teacher and
     store (the second grid links the first's shared directory)."""
+    first = os.path.join(out, "sort_window_1", "shared")
     for window in (1, 16):
         grid = os.path.join(out, f"sort_window_{window}")
-        first = os.path.join(out, "sort_window_1", "shared")
         if window != 1 and not os.path.exists(os.path.join(grid, "shared")):
             os.makedirs(grid, exist_ok=True)
             os.symlink(first, os.path.join(grid, "shared"))

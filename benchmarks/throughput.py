@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,8 +26,10 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_hub as hub  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
-from distill import data, encoders, losses, models, store as store_lib, tasks, text, training  # noqa: E402
+from distill import data, distribute, encoders, losses, models, store as store_lib, tasks, text, training  # noqa: E402
 from teachers import label  # noqa: E402
+
+import processes  # noqa: E402  (benchmarks/, this script's directory)
 
 KD = {"loss": "soft_ce", "temperature": 1.0, "alpha": 0.0, "regression": False}  # The defaults.
 SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared",
@@ -153,8 +154,9 @@ def time_labeling(fn_batches, examples: int) -> float:
 def memory_child(store: str, lines: int, teacher: str, vocab: str) -> int:
     """Peak RSS (KiB, VmHWM) of a fresh process that labels `lines` texts into `store`."""
     code = f"""
-import sys
-sys.path.insert(0, {os.path.dirname(os.path.dirname(os.path.abspath(__file__)))!r})
+import json, sys
+sys.path[:0] = [{os.path.dirname(processes.HERE)!r}, {processes.HERE!r}]
+import processes
 from distill import config
 from pipelines import glue
 cfg = config.load(None, ["data.labeled=glue_dir:{SHARED}/glue/SST-2",
@@ -162,14 +164,9 @@ cfg = config.load(None, ["data.labeled=glue_dir:{SHARED}/glue/SST-2",
     "teacher.preprocessor={vocab}", "teacher.seq_length=128", "teacher.shard_size=4096",
     "teacher.min_margin=-1.0"])  # A random teacher: measuring memory, not teaching.
 glue.shared_store(cfg, {store!r})
-# VmHWM is this address space's peak; ru_maxrss would carry the forking parent's peak.
-print("MAXRSS", [l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM")][0])
+print(json.dumps({{"peak_rss_kib": processes.peak_rss_kib()}}))
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    rss = [l for l in out.stdout.splitlines() if l.startswith("MAXRSS")]
-    if not rss:
-        raise RuntimeError(out.stderr[-3000:])
-    return int(rss[0].split()[1])
+    return processes.run_python(["-c", code])["peak_rss_kib"]
 
 
 def peak_memory(root: str, vocab: str, lines_1x: int, factors) -> dict:
@@ -240,9 +237,7 @@ def label_rate(fn, source: data.Source, packer: text.Packer) -> float:
 def run_case(case: str, root: str, vocab: str, args) -> dict:
     """One of our cases (`case_names`), in this process; its rate and this process's peak RSS."""
     packer = text.Packer(text.load(vocab), 128)
-    bf16 = case.endswith("bf16")
-    # oneDNN's bf16 rewrite applies to functions loaded or traced while it is on.
-    tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": bf16})
+    distribute.bf16_rewrite(case.endswith("bf16"))
     if case.startswith("label-"):
         fn, _ = models.load(os.path.join(root, "teacher"))
         result = {"examples_per_s": label_rate(fn, sst2(args.examples), packer)}
@@ -263,23 +258,16 @@ def run_case(case: str, root: str, vocab: str, args) -> dict:
         summary = training.fit(model, make, args.train_examples, loss_fn, schedule,
                                tempfile.mkdtemp(dir=root))
         result = {"examples_per_s": summary["steady_examples_per_s"]}  # After the traced steps.
-    with open("/proc/self/status") as f:
-        rss = next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
-    return {"case": case, **result, "peak_rss_mib": rss / 1024}
+    return {"case": case, **result, "peak_rss_mib": processes.peak_rss_kib() / 1024}
 
 
 def run_cases(root: str, args) -> dict:
     """Every case of ours in a fresh process, one after the other."""
     results = {}
     for case in case_names():
-        out = subprocess.run([sys.executable, os.path.abspath(__file__), "--case", case,
-                              "--root", root, "--examples", str(args.examples),
-                              "--train-examples", str(args.train_examples)],
-                             capture_output=True, text=True)
-        lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
-        if out.returncode or not lines:
-            raise RuntimeError(f"case {case} failed:\n{out.stderr[-3000:]}")
-        results[case] = json.loads(lines[-1])
+        results[case] = processes.run_python([
+            os.path.abspath(__file__), "--case", case, "--root", root,
+            "--examples", str(args.examples), "--train-examples", str(args.train_examples)])
         print(json.dumps(results[case]), flush=True)
     return results
 
@@ -430,7 +418,6 @@ def print_tables(result: dict) -> None:
 def peer_rows(result: dict) -> list[dict]:
     """Each row of ours against the peer's best setting, the peer's cases in their own
     processes (peer_torch.py); empty where PyTorch is absent."""
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import peer_torch
 
     if not peer_torch.available():

@@ -14,24 +14,25 @@ import argparse
 import json
 import os
 import random
-import subprocess
 import sys
 import tempfile
+
+import processes  # benchmarks/, this script's directory
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_SST2 = os.path.join(ROOT, "..", "shared", "data", "glue", "SST-2")
 
 CHILD = """
 import json, sys, time
-sys.path.insert(0, {root!r})
+sys.path[:0] = [{root!r}, {here!r}]
+import processes
 from distill import config, tasks, transfer
 cfg = config.load(None, ["data.labeled=glue_dir:{glue}", "data.transfer=['text:{text}']"])
 t0 = time.time()
 source, report = transfer.build(cfg.data, tasks.get("sst2"), progress=False)
 seconds = time.time() - t0
-rss = [l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM")][0]
-print("RESULT", json.dumps({{"seconds": seconds, "kept": source.total_examples,
-                             "report": report["sources"][0], "peak_rss_kib": int(rss)}}))
+print(json.dumps({{"seconds": seconds, "kept": source.total_examples,
+                  "report": report["sources"][0], "peak_rss_kib": processes.peak_rss_kib()}}))
 """
 
 
@@ -79,12 +80,11 @@ def main() -> None:
         with open(full) as src, open(text, "w") as dst:
             for _, line in zip(range(n), src):
                 dst.write(line)
-        out = subprocess.run([sys.executable, "-c", CHILD.format(root=ROOT, glue=glue, text=text)],
-                             capture_output=True, text=True)
-        line = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
-        if not line:
-            sys.exit(out.stderr[-3000:])
-        r = json.loads(line[0][7:])
+        try:
+            r = processes.run_python(["-c", CHILD.format(root=ROOT, here=processes.HERE,
+                                                         glue=glue, text=text)])
+        except RuntimeError as e:
+            sys.exit(str(e))
         r["examples"] = n
         results.append(r)
         dropped = r["report"]["sampled"] - r["report"]["after_duplicates"]

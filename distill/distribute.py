@@ -46,6 +46,12 @@ def _split_cpu(cfg) -> None:
     _cache["cpu_devices"] = count
 
 
+def bf16_rewrite(on: bool) -> None:
+    """Turns oneDNN's automatic bfloat16 graph rewrite on or off. It applies to functions
+    traced or loaded while it is on."""
+    tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": on})
+
+
 def _set_precision(precision: str) -> None:
     """bfloat16 through oneDNN's automatic mixed-precision graph rewrite (CPUs only).
 
@@ -56,8 +62,7 @@ def _set_precision(precision: str) -> None:
         if tf.config.list_physical_devices("GPU"):
             raise UserError("precision = 'bfloat16' uses oneDNN's bfloat16 graph rewrite, which "
                             "runs on CPUs; on GPUs, use precision = 'float32'.")
-        tf.config.optimizer.set_experimental_options(
-            {"auto_mixed_precision_onednn_bfloat16": True})
+        bf16_rewrite(True)
 
 
 def configure(cfg) -> None:

@@ -1,0 +1,30 @@
+"""Benchmark cases in fresh processes of their own: each gets its own peak RSS and no caches
+warmed by another case. Imports nothing heavy, so the PyTorch peer can use it too."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def peak_rss_kib() -> int:
+    """This process's peak resident memory (VmHWM: ru_maxrss would carry a forking parent's)."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
+
+
+def run_python(args: list[str]) -> dict:
+    """`python ARGS` in a fresh process; the JSON object on the last line of its stdout that
+    starts with `{`.
+
+    Raises:
+      RuntimeError: with the end of its stderr, if it failed or printed no such line.
+    """
+    out = subprocess.run([sys.executable, *args], capture_output=True, text=True)
+    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+    if out.returncode or not lines:
+        raise RuntimeError(out.stderr[-3000:])
+    return json.loads(lines[-1])
