@@ -26,7 +26,6 @@ import tf_keras as keras
 
 from distill.errors import UserError
 
-STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 _cache: dict = {}
 
 

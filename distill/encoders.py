@@ -26,7 +26,7 @@ import tensorflow as tf
 import tf_keras as keras
 import tensorflow_hub as hub
 
-from distill import rundir
+from distill import handles, rundir
 from distill.errors import UserError
 
 INPUT_NAMES = ("input_word_ids", "input_mask", "input_type_ids")
@@ -226,8 +226,7 @@ def load(handle: str, trainable: bool = True, name: str = "encoder") -> hub.Kera
     Raises:
       UserError: if the handle cannot be loaded or lacks the encoder signature.
     """
-    if "://" not in handle and not os.path.isdir(handle):
-        raise UserError(f"Encoder handle {handle!r}: no such directory, and not a TF Hub URL.")
+    handles.resolve(handle, "Encoder handle")
     try:
         layer = hub.KerasLayer(handle, trainable=trainable, name=name)
     except Exception as e:  # hub raises many types; all mean "cannot load".

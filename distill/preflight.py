@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 
-from distill import config as config_lib, data, store, tasks, text, transfer
+from distill import config as config_lib, data, handles, store, tasks, text, transfer, transfer_spec
 from distill.errors import UserError
 
 
@@ -27,21 +27,6 @@ def check_can_create(path: str) -> None:
     if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
         raise UserError(f"Output directory {path} is not writable ({parent} is not a writable "
                         f"directory); expected a directory this user can create files in.")
-
-
-def check_encoder(handle: str, field: str) -> None:
-    """A local SavedModel directory, or a TF Hub handle that resolves (downloads) now."""
-    if "://" in handle:
-        import tensorflow_hub as hub
-
-        try:
-            hub.resolve(handle)
-        except Exception as e:
-            raise UserError(f"{field}: TF Hub handle {handle!r} could not be fetched: "
-                            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
-    elif not os.path.isfile(os.path.join(handle, "saved_model.pb")):
-        raise UserError(f"{field}: {handle!r} is not a SavedModel directory (no saved_model.pb); "
-                        f"expected a TF Hub handle or a local encoder directory.")
 
 
 def check(cfg: config_lib.Config, run_dir: str) -> None:
@@ -64,10 +49,10 @@ def check(cfg: config_lib.Config, run_dir: str) -> None:
         where = f"teacher.ensemble[{k}]." if cfg.teacher.ensemble else "teacher."
         finetuned = member.get("finetuned", cfg.teacher.finetuned)
         if finetuned:
-            check_encoder(finetuned, where + "finetuned")
+            handles.check_saved_model(finetuned, where + "finetuned")
         else:
-            check_encoder(member.get("encoder", cfg.teacher.encoder), where + "encoder")
-    check_encoder(cfg.student.encoder, "student.encoder")
+            handles.check_saved_model(member.get("encoder", cfg.teacher.encoder), where + "encoder")
+    handles.check_saved_model(cfg.student.encoder, "student.encoder")
     if cfg.data.store:
         store.check(cfg.data.store, expect={"task": task.name}, verify_checksums=False)
     needs_train = (not cfg.teacher.finetuned or "finetune" in cfg.student.stages
@@ -75,7 +60,7 @@ def check(cfg: config_lib.Config, run_dir: str) -> None:
     for split in (["train"] if needs_train else []) + [s.name for s in task.dev_splits]:
         data.labeled(cfg.data, task, split)
     if not cfg.data.store:
-        for entry in transfer.entries(cfg.data.transfer):
+        for entry in transfer_spec.entries(cfg.data.transfer):
             transfer.open_source(entry, cfg.data, task)
     for path in cfg.student.mlm.data:
         if not os.path.isfile(path):

@@ -24,11 +24,10 @@ from typing import Callable
 import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
 import tensorflow as tf
 
-from distill import distribute
+from distill import distribute, stages
 from distill.errors import UserError
 
 INPUTS, DONE = "inputs.json", "done.json"
-STUDENT_STAGES = ("mlm", "distill", "finetune")
 
 
 class RunDir:
@@ -45,14 +44,23 @@ class RunDir:
         self.root, self.cfg = root, cfg
 
     def stage_dir(self, stage: str) -> str:
-        """RUN/teacher, RUN/store, RUN/student/{mlm,distill,finetune}."""
-        if stage == "teacher":
-            return os.path.join(self.root, "teacher")
-        if stage == "label":
+        """A stage's directory as the stage table gives it (`distill/stages.py`): RUN/teacher,
+        RUN/store (or `data.store`), RUN/student/{mlm,distill,finetune}."""
+        directory = stages.get(stage).directory
+        if directory is None:
+            raise ValueError(f"stage {stage!r} has no directory of its own")
+        if directory == "store":
             return self.store
-        if stage in STUDENT_STAGES:
-            return os.path.join(self.root, "student", stage)
-        raise ValueError(f"unknown stage {stage!r}")
+        return os.path.join(self.root, *directory.split("/"))
+
+    def member(self, k: int) -> "RunDir":
+        """Ensemble member k's own run directory, RUN/teachers/<k> (its teacher stage)."""
+        return RunDir(os.path.join(self.members, str(k)))
+
+    @property
+    def members(self) -> str:
+        """RUN/teachers: where an ensemble's members live."""
+        return os.path.join(self.root, "teachers")
 
     def workdir(self, stage: str, restart: int | None = None) -> str:
         """Checkpoints and TensorBoard logs of a training stage (of one teacher restart)."""
@@ -120,6 +128,11 @@ class RunDir:
     @property
     def config(self) -> str:
         return os.path.join(self.root, "config.yaml")
+
+    def save_config(self, yaml_text: str) -> None:
+        """RUN/config.yaml, written once a command has finished, so that a command refused
+        for bad input leaves the run directory as it was."""
+        write_text_atomic(self.config, yaml_text)
 
     def summary(self, stage: str) -> dict:
         """The summary a finished stage recorded (see `done_record`)."""

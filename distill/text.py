@@ -20,11 +20,12 @@ import tensorflow as tf
 import tensorflow_hub as hub
 import tensorflow_text as tf_text
 
-from distill import rundir
+from distill import handles, rundir
+from distill.config import SEQ_LENGTH, check_seq_length
 from distill.errors import UserError
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-HUB_SEQ_LENGTH = 128  # What `bert_en_uncased_preprocess/3` packs to when not told otherwise.
+PAD_MULTIPLE = 8  # Batches pad to a multiple of 8 word pieces: few distinct shapes.
 
 
 def pack_segments(segments, seq_length, cls_id, sep_id, pad_id=0):
@@ -67,9 +68,9 @@ class WordPiecePreprocessor(tf.Module):
     """A WordPiece vocab with the TF Hub preprocessor API (tensorflow-text's BertTokenizer)."""
 
     def __init__(self, vocab_file: str, lower_case: bool = True,
-                 seq_length: int = HUB_SEQ_LENGTH):
+                 seq_length: int = SEQ_LENGTH):
         super().__init__()
-        vocab = _read_vocab(vocab_file)
+        vocab = read_vocab(vocab_file)
         self.vocab_file = tf.saved_model.Asset(vocab_file)
         self.do_lower_case = tf.Variable(lower_case, trainable=False)
         init = tf.lookup.TextFileInitializer(self.vocab_file, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
@@ -90,7 +91,12 @@ class WordPiecePreprocessor(tf.Module):
         return self.bert_pack_inputs([self.tokenize(text)], seq_length=self._seq_length)
 
 
-def _read_vocab(vocab_file: str) -> list[str]:
+def read_vocab(vocab_file: str) -> list[str]:
+    """A WordPiece vocab's tokens, one per line, checked for BERT's special tokens.
+
+    Raises:
+      UserError: a missing file, or one without [PAD], [UNK], [CLS] and [SEP].
+    """
     if not os.path.isfile(vocab_file):
         raise UserError(f"Vocab file {vocab_file!r} does not exist.")
     with open(vocab_file, encoding="utf-8") as f:
@@ -103,7 +109,7 @@ def _read_vocab(vocab_file: str) -> list[str]:
 
 
 def export(path: str, vocab_file: str, lower_case: bool = True,
-           seq_length: int = HUB_SEQ_LENGTH) -> str:
+           seq_length: int = SEQ_LENGTH) -> str:
     """Saves a preprocessor SavedModel in the `bert_en_uncased_preprocess/3` format."""
     module = WordPiecePreprocessor(vocab_file, lower_case, seq_length)
     return rundir.replace_dir(path, lambda tmp: tf.saved_model.save(module, tmp))
@@ -117,9 +123,7 @@ def load(spec: str, lower_case: bool = True):
     """
     if os.path.isfile(spec):
         return WordPiecePreprocessor(spec, lower_case)
-    if "://" not in spec and not os.path.isdir(spec):
-        raise UserError(f"Preprocessor {spec!r}: expected a vocab.txt file, a SavedModel "
-                        f"directory or a TF Hub URL; no such file or directory.")
+    handles.resolve(spec, "Preprocessor", files_too=True)
     try:
         module = hub.load(spec)
     except Exception as e:
@@ -134,7 +138,7 @@ def vocab_file(spec: str) -> str | None:
     """The WordPiece vocab of a preprocessor: the vocab.txt itself, or its SavedModel's asset."""
     if os.path.isfile(spec):
         return spec
-    local = hub.resolve(spec) if "://" in spec else spec
+    local = handles.resolve(spec, "Preprocessor", fetch=True)
     candidate = os.path.join(local, "assets", "vocab.txt")
     return candidate if os.path.isfile(candidate) else None
 
@@ -144,14 +148,6 @@ def fingerprint(spec: str, lower_case: bool = True) -> dict:
     vocab = vocab_file(spec)
     sha = hashlib.sha256(open(vocab, "rb").read()).hexdigest() if vocab else None
     return {"handle": spec, "vocab_sha256": sha, "lower_case": lower_case}
-
-
-def check_seq_length(seq_length: int, pair: bool, field: str = "seq_length") -> None:
-    """Refuses a length that cannot hold one word piece per segment plus [CLS] and [SEP]s."""
-    minimum = 5 if pair else 3
-    if seq_length < minimum:
-        raise UserError(f"{field}={seq_length} cannot hold a {'pair' if pair else 'text'} "
-                        f"with its [CLS]/[SEP] tokens; expected at least {minimum}.")
 
 
 class Packer:
@@ -181,6 +177,18 @@ class Packer:
         out = {k: v for k, v in features.items() if k not in ("text_a", "text_b")}
         out.update({k: tf.cast(v[:, :longest], tf.int32) for k, v in packed.items()})
         return out
+
+
+def sorted_by_length(window: dict) -> dict:
+    """A window of examples reordered by text length (bytes: a cheap proxy for word pieces),
+    with `position`, each example's place in the window, so an order can be restored.
+
+    Training and labeling both batch from such windows: a batch of about equally long
+    examples pads to little more than its own length.
+    """
+    length = tf.strings.length(window["text_a"]) + tf.strings.length(window["text_b"])
+    order = tf.argsort(length, stable=True)
+    return {"position": order, **{k: tf.gather(v, order) for k, v in window.items()}}
 
 
 def packer(side, pair: bool) -> Packer:

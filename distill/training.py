@@ -8,7 +8,6 @@ had done). Progress goes to a tqdm bar and TensorBoard (`WORKDIR/tensorboard`).
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 import time
@@ -20,25 +19,7 @@ import tf_keras as keras
 from tqdm import tqdm
 
 from distill import distribute, encoders, rundir, text as text_lib
-
-
-@dataclasses.dataclass
-class Schedule:
-    """The optimisation hyperparameters of one training stage (BERT's defaults)."""
-
-    epochs: float = 3.0
-    batch_size: int = 32
-    learning_rate: float = 5e-5
-    warmup: float = 0.1  # Fraction of all steps spent warming up linearly.
-    weight_decay: float = 0.01
-    clip_norm: float = 1.0  # Clip the gradient to this global norm, as BERT's optimizer does; 0: off.
-    dropout: float = 0.1  # Of the classifier built for this stage (models.build).
-    checkpoint_every: int = 500  # Steps; a checkpoint is also written after each epoch.
-    jit_compile: bool = False  # Compile each training step with XLA (one compilation per shape).
-    # Draw batches from windows of this many batches sorted by length, in shuffled order: less
-    # padding, 1.6-1.8x faster, and no accuracy lost over three seeds on real SST-2
-    # (benchmarks/RESULTS.md). 1 = plain random batches.
-    sort_window: int = 16
+from distill.config import Schedule
 
 
 class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
@@ -99,34 +80,35 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 1000 + epoch
 
 
-def _sorted_by_length(window: dict) -> dict:
-    """A window of examples reordered by text length (bytes: a cheap proxy for word pieces)."""
-    length = tf.strings.length(window["text_a"]) + tf.strings.length(window["text_b"])
-    order = tf.argsort(length, stable=True)
-    return {k: tf.gather(v, order) for k, v in window.items()}
+SHUFFLE_BUFFER = 10_000  # Examples held by each shuffle (training and MLM).
 
 
 def batches(dataset: tf.data.Dataset, packer: text_lib.Packer, batch_size: int,
-            shuffle_seed: int | None = None, buffer: int = 10_000,
-            sort_window: int = 1) -> tf.data.Dataset:
+            shuffle_seed: int | None = None, sort_window: int = 1) -> tf.data.Dataset:
     """Examples -> shuffled (if seeded), batched, tokenized batches, padded per batch.
 
     With `sort_window` > 1, shuffled batches come from windows of that many
-    batches sorted by length, in shuffled order: a batch then pads to little more
-    than its own examples' length instead of the longest of a random draw. The
-    number of batches stays ceil(examples / batch_size), and the order depends
-    only on the seed, so a resumed run skips exactly the batches it had done.
+    batches sorted by length (`text.sorted_by_length`), in shuffled order: a batch
+    then pads to little more than its own examples' length instead of the longest
+    of a random draw. The number of batches stays ceil(examples / batch_size), and
+    the order depends only on the seed, so a resumed run skips exactly the batches
+    it had done.
     """
     if shuffle_seed is not None:
-        dataset = dataset.shuffle(buffer, seed=shuffle_seed, reshuffle_each_iteration=False)
+        dataset = dataset.shuffle(SHUFFLE_BUFFER, seed=shuffle_seed, reshuffle_each_iteration=False)
     if shuffle_seed is not None and sort_window > 1:
-        dataset = (dataset.batch(batch_size * sort_window).map(_sorted_by_length)
+        def by_length(window):
+            ordered = text_lib.sorted_by_length(window)
+            del ordered["position"]
+            return ordered
+
+        dataset = (dataset.batch(batch_size * sort_window).map(by_length)
                    .unbatch().batch(batch_size)
                    .shuffle(sort_window, seed=shuffle_seed, reshuffle_each_iteration=False))
     else:
         dataset = dataset.batch(batch_size)
     full = isinstance(tf.distribute.get_strategy(), tf.distribute.TPUStrategy)  # Fixed shapes.
-    encode = functools.partial(packer, full_length=full, multiple=8)
+    encode = functools.partial(packer, full_length=full, multiple=text_lib.PAD_MULTIPLE)
     dataset = dataset.map(encode, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
@@ -138,6 +120,92 @@ def _numbers(batch: dict) -> dict:
 
 def steps_per_epoch(examples: int, batch_size: int) -> int:
     return max(1, -(-examples // batch_size))
+
+
+def build_step(model: keras.Model, optimizer, loss_fn: Callable, schedule: Schedule,
+               input_names) -> Callable:
+    """One training step on a global batch under the current strategy: (loss, parts).
+
+    Each replica's mean loss is weighted by its share of the global batch, so the summed
+    gradient is that of the global batch's mean, however it is split.
+    """
+    strategy = tf.distribute.get_strategy()
+
+    def replica_step(batch):
+        size = tf.cast(tf.shape(batch[input_names[0]])[0], tf.float32)
+        share = size / tf.distribute.get_replica_context().all_reduce("SUM", size)
+        with tf.GradientTape() as tape:
+            logits = model({n: batch[n] for n in input_names}, training=True)
+            loss, parts = loss_fn(logits, batch)
+            loss = tf.where(size > 0, loss, 0.0) * share
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss, {k: tf.where(size > 0, v, 0.0) * share for k, v in parts.items()}
+
+    compiled = tf.function(replica_step, jit_compile=True) if schedule.jit_compile else replica_step
+
+    def numbers_only(batch):
+        return compiled(_numbers(batch))
+
+    @tf.function(reduce_retracing=True)
+    def train_step(batch):
+        loss, parts = strategy.run(numbers_only, args=(batch,))
+        return (strategy.reduce("SUM", loss, axis=None),
+                {k: strategy.reduce("SUM", v, axis=None) for k, v in parts.items()})
+
+    return train_step
+
+
+def epoch_batches(make_dataset: Callable[[int], tf.data.Dataset], epoch: int, skip: int):
+    """Epoch `epoch`'s batches after the first `skip`; under a strategy, each worker's part."""
+    dataset = make_dataset(epoch).skip(skip)
+    if not tf.distribute.has_strategy():
+        return dataset
+    dataset = dataset.map(_numbers)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    strategy = tf.distribute.get_strategy()
+    return strategy.experimental_distribute_dataset(dataset.with_options(options))
+
+
+def restore(ckpt: tf.train.Checkpoint, checkpoints: str, step: tf.Variable, desc: str) -> int:
+    """Restores the last checkpoint in `checkpoints` (the chief's, on a shared filesystem),
+    if any; returns the step it reached (0 for a fresh start)."""
+    latest = tf.train.latest_checkpoint(checkpoints)
+    if latest:
+        ckpt.restore(latest)
+        tqdm.write(f"[{desc}] resuming from {latest} at step {int(step.numpy())}")
+    return int(step.numpy())
+
+
+class _Rate:
+    """The steady training rate: from the end of the first (tracing) steps to the last step."""
+
+    WARM_STEPS = 5
+
+    def __init__(self, start: int):
+        self.start, self.t_warm, self.t_last = start, None, None
+
+    def tick(self, done: int) -> None:
+        self.t_last = time.time()
+        if done - self.start == self.WARM_STEPS:
+            self.t_warm = self.t_last
+
+    def examples_per_s(self, total: int, batch_size: int) -> float | None:
+        if self.t_warm is None or total - self.start <= self.WARM_STEPS:
+            return None
+        return (total - self.start - self.WARM_STEPS) * batch_size / (self.t_last - self.t_warm)
+
+
+def _log(done: int, total: int, loss, parts: dict, optimizer, bar) -> None:
+    """Every tenth step (and the last): the bar's loss and TensorBoard's scalars."""
+    if done % 10 and done != total:
+        return
+    bar.set_postfix(loss=f"{float(loss):.4f}", refresh=False)
+    tf.summary.scalar("loss", loss, step=done)
+    tf.summary.scalar("learning_rate", optimizer.learning_rate, step=done)
+    for name, value in parts.items():
+        tf.summary.scalar(f"loss/{name}", value, step=done)
 
 
 def fit(model: keras.Model, make_dataset: Callable[[int], tf.data.Dataset],
@@ -163,95 +231,61 @@ def fit(model: keras.Model, make_dataset: Callable[[int], tf.data.Dataset],
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
     checkpoints = os.path.join(workdir, "checkpoints")
-    latest = tf.train.latest_checkpoint(checkpoints)  # The chief's, on a shared filesystem.
-    if latest:
-        ckpt.restore(latest)
-        tqdm.write(f"[{desc}] resuming from {latest} at step {int(step.numpy())}")
+    start = restore(ckpt, checkpoints, step, desc)
     writer = (tf.summary.create_file_writer(os.path.join(workdir, "tensorboard")) if chief
               else tf.summary.create_noop_writer())
-
-    def replica_step(batch):
-        # Each replica's mean loss, weighted by its share of the global batch: the
-        # summed gradient is then that of the global batch's mean, however it is split.
-        size = tf.cast(tf.shape(batch[input_names[0]])[0], tf.float32)
-        share = size / tf.distribute.get_replica_context().all_reduce("SUM", size)
-        with tf.GradientTape() as tape:
-            logits = model({n: batch[n] for n in input_names}, training=True)
-            loss, parts = loss_fn(logits, batch)
-            loss = tf.where(size > 0, loss, 0.0) * share
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return loss, {k: tf.where(size > 0, v, 0.0) * share for k, v in parts.items()}
-
-    compiled = tf.function(replica_step, jit_compile=True) if schedule.jit_compile else replica_step
-
-    def numbers_only(batch):
-        return compiled(_numbers(batch))
-
-    @tf.function(reduce_retracing=True)
-    def train_step(batch):
-        loss, parts = strategy.run(numbers_only, args=(batch,))
-        return (strategy.reduce("SUM", loss, axis=None),
-                {k: strategy.reduce("SUM", v, axis=None) for k, v in parts.items()})
-
-    def epoch_batches(epoch, skip):
-        dataset = make_dataset(epoch).skip(skip)
-        if not tf.distribute.has_strategy():
-            return dataset
-        # Each worker takes its part of every global batch.
-        dataset = dataset.map(_numbers)
-        options = tf.data.Options()
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-        return strategy.experimental_distribute_dataset(dataset.with_options(options))
-
+    train_step = build_step(model, optimizer, loss_fn, schedule, input_names)
     if strategy.num_replicas_in_sync > 1:
         tqdm.write(f"[{desc}] global batch {schedule.batch_size} over "
                    f"{strategy.num_replicas_in_sync} replicas ({type(strategy).__name__})")
-    # `done` counts steps in Python; `step` carries it in checkpoints (a distributed variable
-    # under a strategy).
-    start = done = int(step.numpy())
-    t0 = time.time()
-    # The first steps trace; the steady rate runs from their end to the last step's (not
-    # counting the final checkpoint).
-    warm_steps, t_warm, t_last = 5, None, None
-    loss = None
+    t0, rate, loss = time.time(), _Rate(start), None
     with (distribute.writes_to(checkpoints) as directory, writer.as_default(),
           tqdm(total=total, initial=start, desc=desc, unit="step", dynamic_ncols=True,
                mininterval=1.0, disable=not chief) as bar):
-        manager = tf.train.CheckpointManager(ckpt, directory, max_to_keep=1)
-
-        def save():
-            with rundir.output_errors(directory):  # A failed save keeps the previous one.
-                manager.save(checkpoint_number=done)
-
+        saver = _Saver(ckpt, directory, schedule.checkpoint_every)
+        done = start  # Counted in Python; `step` carries it in checkpoints.
         while done < total:
-            epoch, done_in_epoch = divmod(done, per_epoch)
-            before = done
-            for batch in epoch_batches(epoch, done_in_epoch):
-                loss, parts = train_step(batch)
-                t_last = time.time()
-                done += 1
-                step.assign(done)
-                bar.update(1)
-                if done - start == warm_steps:
-                    t_warm = time.time()
-                if done % 10 == 0 or done == total:
-                    bar.set_postfix(loss=f"{float(loss):.4f}", refresh=False)
-                    tf.summary.scalar("loss", loss, step=done)
-                    tf.summary.scalar("learning_rate", optimizer.learning_rate, step=done)
-                    for name, value in parts.items():
-                        tf.summary.scalar(f"loss/{name}", value, step=done)
-                if done % schedule.checkpoint_every == 0:
-                    save()
-                if done >= total:
-                    break
-            if done == before:
-                raise RuntimeError(f"[{desc}] epoch {epoch} yielded no batch after skipping "
-                                   f"{done_in_epoch}; the data changed since the checkpoint.")
-            save()
-    end = time.time()
-    steady = None
-    if t_warm is not None and total - start > warm_steps:
-        steady = (total - start - warm_steps) * schedule.batch_size / (t_last - t_warm)
-    return {"steps": total, "steps_this_run": total - start, "seconds": round(end - t0, 2),
+            done, loss = _run_epoch(train_step, make_dataset, done, per_epoch, total, step,
+                                    saver, rate, bar, optimizer, desc, loss)
+    steady = rate.examples_per_s(total, schedule.batch_size)
+    return {"steps": total, "steps_this_run": total - start, "seconds": round(time.time() - t0, 2),
             "steady_examples_per_s": steady, "final_loss": None if loss is None else float(loss)}
+
+
+class _Saver:
+    """Checkpoints every `every` steps and after each epoch; keeps the last one only."""
+
+    def __init__(self, ckpt: tf.train.Checkpoint, directory: str, every: int):
+        self.manager = tf.train.CheckpointManager(ckpt, directory, max_to_keep=1)
+        self.directory, self.every = directory, every
+
+    def save(self, done: int, force: bool = False) -> None:
+        if force or done % self.every == 0:
+            with rundir.output_errors(self.directory):  # A failed save keeps the previous one.
+                self.manager.save(checkpoint_number=done)
+
+
+def _run_epoch(train_step, make_dataset, done: int, per_epoch: int, total: int, step, saver,
+               rate: _Rate, bar, optimizer, desc: str, loss):
+    """Runs the rest of the epoch that step `done` is in; returns (steps done, last loss).
+
+    Raises:
+      RuntimeError: if the epoch yields no batch (the data changed since the checkpoint).
+    """
+    epoch, done_in_epoch = divmod(done, per_epoch)
+    before = done
+    for batch in epoch_batches(make_dataset, epoch, done_in_epoch):
+        loss, parts = train_step(batch)
+        done += 1
+        rate.tick(done)
+        step.assign(done)
+        bar.update(1)
+        _log(done, total, loss, parts, optimizer, bar)
+        saver.save(done)
+        if done >= total:
+            break
+    if done == before:
+        raise RuntimeError(f"[{desc}] epoch {epoch} yielded no batch after skipping "
+                           f"{done_in_epoch}; the data changed since the checkpoint.")
+    saver.save(done, force=True)
+    return done, loss

@@ -21,11 +21,13 @@ test splits are refused as transfer data. `data.contamination_guard: false` turn
 and that refusal off; the manifest and the report then say so. Each source's counts before
 and after each filter go into the store's manifest.
 
-    python -c "from distill import transfer; print(transfer.RECIPES['nli_star'])"
+The entries' form and the recipes live in `distill/transfer_spec.py` (read when the
+config loads).
+
+    python -c "from distill import config, transfer, tasks; print(transfer.build(config.load('configs/demo.yaml').data, tasks.get('sst2')))"
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import re
@@ -36,20 +38,9 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from distill import data, tasks as tasks_lib
+from distill.transfer_spec import Entry, entries
 from distill.errors import UserError
 
-# The paper's transfer sets (Turc et al. 2019). NLI*: the text pairs of SNLI
-# (550,152 train), MNLI (392,702) and QQP (363,846), about 1.3M pairs, for MNLI and RTE.
-# Movie Reviews*: IMDB's 100,000 reviews (train, test and unsupervised, Maas et al. 2011)
-# split into sentences, for SST-2; the paper's set also held other review text.
-RECIPES = {
-    "nli_star": ["tfds:snli:train:premise,hypothesis",
-                 "tfds:multi_nli:train:premise,hypothesis",
-                 "tfds:glue/qqp:train:question1,question2"],
-    "movie_reviews_star": [{"source": f"tfds:imdb_reviews/plain_text:{split}:text",
-                            "sentences": True} for split in ("train", "test", "unsupervised")],
-}
-OPTIONS = ("source", "sample", "max_examples", "seed", "sentences")
 # Penn Treebank escapes in GLUE's tokenized text (SST-2: "-lrb-"), dropped before comparing
 # with raw text such as movie-review snippets.
 _PTB = re.compile(r"-(lrb|rrb|lsb|rsb|lcb|rcb)-")
@@ -69,53 +60,6 @@ def _guard_keys(text_a: str, text_b: str) -> tuple[list[int], int | None]:
     """What the guard compares: the keys of each non-empty normalised side, and of the pair."""
     a, b = normalize(text_a), normalize(text_b)
     return [_key(t) for t in (a, b) if t], (_key(a + "\t" + b) if b else None)
-
-
-@dataclasses.dataclass
-class Entry:
-    """One source of the transfer set and how much of it to take."""
-
-    source: str
-    sample: int | None = None
-    max_examples: int | None = None
-    seed: int = 0
-    sentences: bool = False
-
-
-def entries(transfer: list) -> list[Entry]:
-    """`data.transfer` as entries, recipes expanded.
-
-    Raises:
-      UserError: an entry of the wrong form, an unknown option or recipe.
-    """
-    out = []
-    for i, item in enumerate(transfer):
-        where = f"data.transfer[{i}]"
-        if isinstance(item, str):
-            item = {"source": item}
-        if not isinstance(item, dict) or "source" not in item:
-            raise UserError(f"{where}: expected a source string or a mapping with 'source'; "
-                            f"received {item!r}.")
-        unknown = sorted(set(item) - set(OPTIONS))
-        if unknown:
-            raise UserError(f"{where}: unknown option(s) {unknown}; expected some of {list(OPTIONS)}.")
-        kind, _, name = str(item["source"]).partition(":")
-        if kind == "recipe":
-            if name not in RECIPES:
-                raise UserError(f"{where}: unknown recipe {name!r}; expected one of {sorted(RECIPES)}.")
-            out += entries([{**(r if isinstance(r, dict) else {"source": r}),
-                             **{k: v for k, v in item.items() if k != "source"}}
-                            for r in RECIPES[name]])
-            continue
-        if kind not in ("labeled", "text", "tfds"):
-            raise UserError(f"{where}: source {item['source']!r} must start with 'labeled:', "
-                            f"'text:', 'tfds:' or 'recipe:'.")
-        for option in ("sample", "max_examples"):
-            value = item.get(option)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise UserError(f"{where}.{option}: expected a positive integer; received {value!r}.")
-        out.append(Entry(**item))
-    return out
 
 
 def _own_eval_files(cfg_data, task: tasks_lib.Task) -> set[str]:

@@ -1,1 +1,1 @@
-"""Orchestration only: the GLUE recipe, its evaluation and report, and the offline demo."""
+"""What runs over whole runs: the command line, the GLUE recipe, sweeps, grids and their tables, inspect, and the offline demo."""

@@ -25,15 +25,8 @@ import tempfile
 import warnings
 
 import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
-from distill.errors import UserError
-
-STAGE_COMMANDS = {  # One command per stage, named as the stage (and its directory).
-    "teacher": "fine-tune the teacher on the labeled data",
-    "label": "label the transfer data into the soft-label store",
-    "distill": "distill the student from the store",
-    "finetune": "fine-tune the student on the labeled data",
-    "evaluate": "dev metrics and GLUE test predictions",
-}
+from distill import stages
+from distill.errors import PartialFailure, UserError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -58,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     with_config("run", "run the whole recipe (skips stages already complete)")
     with_config("sweep", "keras-tuner sweep over the student stages, one shared teacher and store")
     with_config("reproduce", "a grid of students x methods x tasks x seeds (the paper's tables)")
-    for name, help_text in STAGE_COMMANDS.items():
+    for name, help_text in stages.commands().items():  # One command per stage, as the table says.
         p = with_config(name, help_text)
         if name == "label":
             p.add_argument("--worker", type=int, default=None,
@@ -138,77 +131,90 @@ def quiet_tensorflow() -> None:
     tf.get_logger().setLevel("ERROR")
 
 
-def _dispatch(args) -> None:
-    from distill import config as config_lib, distribute, rundir
-    from pipelines import demo, glue
+def _export(args) -> None:
+    from distill import config as config_lib, rundir
+    from students import export, report
 
-    if args.command == "demo":
-        demo.run(args.output, args.overrides)
-        return
-    if args.command == "inspect":
-        from pipelines import inspect_store
+    if args.format == "tflite":
+        from students import tflite
 
-        inspect_store.inspect(args.store, args.output)
-        return
-    if args.command == "export":
-        from pipelines import report
-        from students import export
+        tflite.run(args.run_dir, args.output, args.quantize)
+    elif args.quantize != "none":
+        raise UserError("--quantize applies to --format tflite only.")
+    else:
+        export.run(args.run_dir, args.output)
+    if os.path.isfile(rundir.RunDir(args.run_dir).metrics):  # Show the export in the report.
+        report.run(config_lib.load(rundir.RunDir(args.run_dir).config), args.run_dir)
 
-        if args.format == "tflite":
-            from students import tflite
 
-            tflite.run(args.run_dir, args.output, args.quantize)
-        elif args.quantize != "none":
-            raise UserError("--quantize applies to --format tflite only.")
-        else:
-            export.run(args.run_dir, args.output)
-        if os.path.isfile(rundir.RunDir(args.run_dir).metrics):  # Show the export in the report.
-            report.run(config_lib.load(rundir.RunDir(args.run_dir).config), args.run_dir)
-        return
-    if args.command == "mlm":
-        from students import mlm
+def _mlm(args) -> None:
+    from distill import config as config_lib
+    from students import mlm
 
-        cfg = config_lib.load(None, [f"student.mlm.{o}" for o in args.overrides])
-        summary = mlm.train(args.student, args.data, os.path.join(args.output, "encoder"),
-                            os.path.join(args.output, "train"), cfg.student.mlm, cfg.seed)
-        print(f"[mlm] wrote {summary['encoder']}")
-        return
-    if args.command == "convert":
-        from distill import convert
+    cfg = config_lib.load(None, [f"student.mlm.{o}" for o in args.overrides])
+    summary = mlm.train(args.student, args.data, os.path.join(args.output, "encoder"),
+                        os.path.join(args.output, "train"), cfg.student.mlm, cfg.seed)
+    print(f"[mlm] wrote {summary['encoder']}")
 
-        summary = convert.convert(args.fmt, args.source, args.output, args.layers, args.lower_case)
-        print(f"[convert] {summary['layers']} layers, hidden {summary['hidden_size']}, mlm "
-              f"{summary['with_mlm']}, lower_case {summary['lower_case']} -> "
-              f"{args.output}/encoder, {args.output}/preprocessor")
-        return
+
+def _convert(args) -> None:
+    from distill import convert
+
+    summary = convert.convert(args.fmt, args.source, args.output, args.layers, args.lower_case)
+    print(f"[convert] {summary['layers']} layers, hidden {summary['hidden_size']}, mlm "
+          f"{summary['with_mlm']}, lower_case {summary['lower_case']} -> "
+          f"{args.output}/encoder, {args.output}/preprocessor")
+
+
+def _demo(args) -> None:
+    from pipelines import demo
+
+    demo.run(args.output, args.overrides)
+
+
+def _inspect(args) -> None:
+    from pipelines import inspect_store
+
+    inspect_store.inspect(args.store, args.output)
+
+
+def _over_runs(args) -> None:
+    """`run`, `sweep` and `reproduce`: what runs over whole run directories."""
+    from distill import config as config_lib, distribute
+    from pipelines import glue, paper, sweep
+
     cfg = config_lib.load(args.config, args.overrides)
     distribute.configure(cfg)  # Before anything starts TensorFlow.
-    if args.command == "run":
-        glue.run(cfg, args.output)
-        return
-    if args.command == "sweep":
-        from pipelines import sweep
+    {"run": glue.run, "sweep": sweep.run, "reproduce": paper.run}[args.command](cfg, args.output)
 
-        sweep.run(cfg, args.output)
-        return
-    if args.command == "reproduce":
-        from pipelines import paper
 
-        paper.run(cfg, args.output)
-        return
+def _stage(args) -> None:
+    """`distill STAGE CONFIG --output RUN`: one stage of the table, then the stages without a
+    command of their own that read it (`evaluate` writes the report)."""
+    from distill import config as config_lib, distribute, rundir
+    from pipelines import glue
+
+    cfg = config_lib.load(args.config, args.overrides)
+    distribute.configure(cfg)
     rundir.check_writable(args.output)
-    stage = args.command
-    if stage in ("distill", "finetune", "evaluate"):
+    if "mlm" in stages.get(args.command).reads:
         cfg = glue.with_mlm_student(cfg, args.output)
-    if stage == "label":
+    kwargs = {}
+    if args.command == "label":
         worker, workers = distribute.label_worker(cfg, args.worker, args.num_workers)
-        glue.run_stage("label", cfg, args.output, worker=worker, num_workers=workers)
-    elif stage == "evaluate":
-        glue.run_stage("evaluate", cfg, args.output)
-        glue.run_stage("report", cfg, args.output)
-    else:
-        glue.run_stage(stage, cfg, args.output)
+        kwargs = {"worker": worker, "num_workers": workers}
+    glue.run_stage(args.command, cfg, args.output, **kwargs)
+    for follower in stages.followers(args.command):
+        glue.run_stage(follower, cfg, args.output)
     glue.save_config(cfg, args.output)
+
+
+COMMANDS = {"demo": _demo, "inspect": _inspect, "export": _export, "mlm": _mlm,
+            "convert": _convert, "run": _over_runs, "sweep": _over_runs, "reproduce": _over_runs}
+
+
+def _dispatch(args) -> None:
+    COMMANDS.get(args.command, _stage)(args)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -227,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"distill: error: {e}", file=sys.stderr)
         return 2
+    except PartialFailure as e:  # Some of the work failed; what finished was written.
+        print(f"distill: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("distill: interrupted; rerun the same command to resume.", file=sys.stderr)
         return 130

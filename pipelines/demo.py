@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import random
 
-from distill import (config as config_lib, distribute, encoders, rundir, text,
+from distill import (config as config_lib, convert, distribute, encoders, rundir, text,
                      transfer as transfer_lib)
 from pipelines import glue
 
@@ -166,3 +166,17 @@ def run(output: str, extra_overrides: list[str] = ()) -> dict:
           f"taught); training curves: `tensorboard --logdir {output}`. Next: the same recipe "
           f"on real data, `distill run configs/glue/sst2.yaml --output runs/sst2`.")
     return results
+
+
+def grid_assets(root: str) -> list[str]:
+    """`grid.assets: demo`: the demo's data and encoders, plus a smaller student and a 1-layer truncated teacher."""
+    paths = demo.ensure_assets(root)
+    small, truncated = os.path.join(root, "student_small"), os.path.join(root, "teacher_L1")
+    if not os.path.isfile(os.path.join(truncated, "saved_model.pb")):
+        with open(paths["vocab"]) as f:
+            size = len(f.read().splitlines())
+        encoders.export_random(small, encoders.BertConfig(
+            num_layers=1, hidden_size=32, num_heads=2, vocab_size=size, max_position=64),
+            paths["vocab"], seed=2)
+        convert.truncate(paths["teacher"], 1, truncated)
+    return demo.overrides(paths)

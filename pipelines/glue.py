@@ -1,4 +1,4 @@
-"""The end-to-end recipe on one GLUE task: teacher, label, student stages, evaluate, report.
+"""The end-to-end recipe on one GLUE task: every stage of `distill/stages.py`, in order.
 
     distill run configs/glue/sst2.yaml --output runs/sst2 [--set key=value ...]
 Each stage skips itself when its artifacts are complete for the same inputs and
@@ -7,25 +7,17 @@ resumes when they are not; see distill/rundir.py.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import time
+from typing import Callable
 
-from distill import config as config_lib, distribute, preflight, rundir, store
-from pipelines import evaluate, report
-from students import distill as student_distill, finetune as student_finetune, mlm
-from teachers import ensemble, finetune as teacher_finetune, label
-
-STAGES = {
-    "teacher": teacher_finetune.run,
-    "label": label.run,
-    "distill": student_distill.run,
-    "finetune": student_finetune.run,
-    "evaluate": evaluate.run,
-    "report": report.run,
-    "mlm": mlm.run,
-}
+from distill import config as config_lib, distribute, preflight, rundir, stages, store
 
 
-TRAINING = ("teacher", "mlm", "distill", "finetune")  # Stages that train under the strategy.
+def runner(name: str) -> Callable:
+    """The function the stage table names for stage `name` ("module:function")."""
+    module, _, function = stages.get(name).runs.partition(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def run_stage(name: str, cfg: config_lib.Config, run_dir: str, **kwargs):
@@ -36,24 +28,23 @@ def run_stage(name: str, cfg: config_lib.Config, run_dir: str, **kwargs):
     """
     distribute.configure(cfg)
     strategy = cfg.distribute.strategy
-    if name in TRAINING or (name == "label" and strategy in ("mirrored", "tpu")):
+    if stages.get(name).trains or (name == "label" and strategy in ("mirrored", "tpu")):
         strat = distribute.strategy(cfg)
         with strat.scope():
-            result = STAGES[name](cfg, run_dir, **kwargs)
+            result = runner(name)(cfg, run_dir, **kwargs)
         distribute.barrier(strat)  # No worker goes on before the chief has written.
         return result
-    return STAGES[name](cfg, run_dir, **kwargs)
+    return runner(name)(cfg, run_dir, **kwargs)
 
 
 def shared_settings(shared_dir: str, cfg: config_lib.Config) -> dict:
     """The settings that make a run of `cfg` reuse the teacher (each member of an ensemble)
     and the store in `shared_dir`."""
-    shared = rundir.RunDir(shared_dir)
+    shared = rundir.RunDir(shared_dir, cfg)
     if cfg.teacher.ensemble:
         teacher = {"teacher.ensemble": [
-            {"finetuned": rundir.RunDir(ensemble.member_dir(shared_dir, k)).teacher_model}
-            for k in range(len(cfg.teacher.ensemble))]}
-    else:
+            {"finetuned": shared.member(k).teacher_model} for k in range(len(cfg.teacher.ensemble))]}
+    else:  # A teacher given ready (teacher.finetuned) stays the one the runs use.
         teacher = {"teacher.finetuned": shared.teacher_model}
     return {**teacher, "data.store": shared.store}
 
@@ -71,9 +62,8 @@ def shared_store(cfg: config_lib.Config, shared_dir: str) -> dict:
 
 
 def save_config(cfg: config_lib.Config, run_dir: str) -> None:
-    """Saves the resolved config as RUN/config.yaml once a command has finished, so that a
-    command refused for bad input leaves the run directory as it was."""
-    config_lib.dump(cfg, rundir.RunDir(run_dir).config)
+    """Saves the resolved config as RUN/config.yaml once a command has finished."""
+    rundir.RunDir(run_dir).save_config(config_lib.to_yaml(cfg))
 
 
 def with_mlm_student(cfg: config_lib.Config, run_dir: str) -> config_lib.Config:
@@ -94,15 +84,16 @@ def run(cfg: config_lib.Config, run_dir: str, teacher_results: dict | None = Non
     """
     preflight.check(cfg, run_dir)  # Every input, before any work.
     rundir.check_writable(run_dir)
-    cfg = with_mlm_student(cfg, run_dir)
     timings, results = {}, None
     worker, workers = distribute.label_worker(cfg)
     chief = workers == 1 or distribute.is_chief(distribute.strategy(cfg))
-    for name in ["teacher", "label", *cfg.student.stages, "evaluate", "report"]:
-        if name in ("evaluate", "report") and not chief:
+    for name in stages.recipe(cfg.student.stages, mlm=bool(cfg.student.mlm.data)):
+        if not stages.get(name).directory and not chief:  # Run-level files: the chief's.
             continue
         t0 = time.time()
-        if name == "label":
+        if name == "mlm":
+            cfg = with_mlm_student(cfg, run_dir)
+        elif name == "label":
             run_stage(name, cfg, run_dir, worker=worker, num_workers=workers)
             if workers > 1:  # The students need the whole store, from every worker.
                 store.wait_complete(rundir.RunDir(run_dir, cfg).store)

@@ -20,8 +20,7 @@ import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
 import numpy as np
 from scipy import special, stats
 
-from distill import rundir, store as store_lib
-from pipelines import report
+from distill import plots, rundir, store as store_lib
 
 BINS = np.linspace(0.0, 1.0, 21)  # Confidence histogram: 20 bins of 0.05.
 EXTREMES = 10
@@ -136,7 +135,7 @@ def markdown(summary: dict) -> list[str]:
 
 
 def _plot(summary: dict, path: str) -> None:
-    with report.figure(path, 2, (9, 3.2)) as (_, (hist, bars)):
+    with plots.figure(path, 2, (9, 3.2)) as (_, (hist, bars)):
         hist.bar(BINS[:-1], summary["confidence_histogram"], width=0.05, align="edge")
         hist.set_xlabel("teacher confidence")
         hist.set_ylabel("examples")

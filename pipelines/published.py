@@ -8,7 +8,6 @@ two are marked "published, test" and "ours, dev" wherever they meet.
 """
 from __future__ import annotations
 
-SOURCE = "small-BERT release (google-research/bert), GLUE test server"
 
 # name -> (layers, hidden, published GLUE score, per-task rows)
 RELEASE_GLUE_TEST = {

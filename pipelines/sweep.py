@@ -27,9 +27,10 @@ import time
 import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
 import keras_tuner
 
-from distill import config as config_lib, data, preflight, rundir, store, tasks
+from distill import config as config_lib, data, plots, preflight, rundir, store, tasks
 from distill.errors import UserError
-from pipelines import demo, evaluate, glue, report
+from pipelines import demo, glue
+from students import evaluate
 
 class GridOracle(keras_tuner.Oracle):
     """Every combination of the space's values, in order.
@@ -263,7 +264,7 @@ def _plot(rows: list[dict], path: str) -> None:
              and not k.startswith("dev_")]
     if not names:
         return
-    with report.figure(path, len(names), (4 * len(names), 3.2)) as (_, axes):
+    with plots.figure(path, len(names), (4 * len(names), 3.2)) as (_, axes):
         for ax, name in zip(axes, names):
             xs = [r[name] for r in rows]
             numeric = all(isinstance(x, (int, float)) for x in xs)

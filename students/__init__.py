@@ -1,1 +1,1 @@
-"""What only a student does: presets, initialisation, distillation from the store, fine-tuning."""
+"""What only a student does: presets, initialisation, the student stages (MLM, distillation, fine-tuning), evaluation, the report and the exports."""

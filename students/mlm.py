@@ -24,15 +24,14 @@ import tensorflow_hub as hub
 import tensorflow_text as tf_text
 import tf_keras as keras
 
-from distill import config as config_lib, data, distribute, encoders, rundir, text, training
+from distill import config as config_lib, data, distribute, encoders, handles, rundir, text, training
 from distill.errors import UserError
 
 MLM_INPUTS = (*encoders.INPUT_NAMES, "masked_lm_positions")
 
 
 def _special_ids(vocab_file: str) -> dict:
-    with open(vocab_file, encoding="utf-8") as f:
-        vocab = [line.rstrip("\n") for line in f]
+    vocab = text.read_vocab(vocab_file)
     if "[MASK]" not in vocab:
         raise UserError(f"Vocab {vocab_file} has no [MASK] token; expected a BERT WordPiece vocab.")
     return {t: vocab.index(t) for t in text.SPECIAL_TOKENS} | {"size": len(vocab)}
@@ -81,8 +80,7 @@ def mlm_loss(logits, batch):
 
 
 def _load_mlm(handle: str):
-    if "://" not in handle and not os.path.isdir(handle):
-        raise UserError(f"Encoder handle {handle!r}: no such directory, and not a TF Hub URL.")
+    handles.resolve(handle, "Encoder handle")
     try:
         loaded = hub.load(handle)
     except Exception as e:
@@ -128,7 +126,7 @@ def train(handle: str, text_files: list[str], encoder_dir: str, workdir: str,
 
     def make_dataset(epoch):
         return (lines.take(count - n_heldout)
-                .shuffle(10_000, seed=training.epoch_seed(seed, epoch),
+                .shuffle(training.SHUFFLE_BUFFER, seed=training.epoch_seed(seed, epoch),
                          reshuffle_each_iteration=False)
                 .batch(schedule.batch_size).map(masker, num_parallel_calls=tf.data.AUTOTUNE)
                 .prefetch(tf.data.AUTOTUNE))

@@ -1,1 +1,1 @@
-"""What only a teacher does: presets, fine-tuning on D_L, labeling D_T into the store."""
+"""What only a teacher does: fine-tuning on D_L (with restarts), the quality gate, labeling D_T into the store."""

@@ -9,8 +9,8 @@ import json
 import os
 import shutil
 
-from distill import config as config_lib, data, models, rundir, supervised, tasks, text
-from teachers import ensemble, gate
+from distill import config as config_lib, data, ensemble, models, rundir, supervised, tasks, text
+from teachers import gate
 
 
 # What a teacher is made from; the rest of the section (batch size and shards of labeling,
@@ -89,7 +89,7 @@ def _with_restarts(cfg: config_lib.Config, task: tasks.Task, paths: rundir.RunDi
 
 def _ensemble(cfg: config_lib.Config, run_dir: str, paths: rundir.RunDir) -> dict:
     """Every member's teacher stage in its own directory, then the ensemble's record."""
-    records = [run(member, ensemble.member_dir(run_dir, k))
+    records = [run(member, paths.member(k).root)
                for k, member in enumerate(ensemble.member_configs(cfg))]
     inputs = {"task": cfg.task, "members": [r["fingerprint"] for r in records]}
 

@@ -18,9 +18,9 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from distill import (config as config_lib, data, distribute, encoders, rundir, store as store_lib,
-                     tasks, text, transfer)
-from teachers import ensemble, gate
+from distill import (config as config_lib, data, distribute, encoders, ensemble, rundir,
+                     store as store_lib, tasks, text, transfer)
+from teachers import gate
 
 WINDOW_BATCHES = 16  # Examples are sorted by length within windows of 16 batches.
 # On a CPU a batch of 32 keeps a layer's activations in cache: BERT-Base labels 2x faster than
@@ -147,8 +147,7 @@ def run(cfg: config_lib.Config, run_dir: str, worker: int = 0, num_workers: int 
     teacher = rundir.done_record(paths.stage_dir("teacher"))  # Before reading any data.
     if cfg.teacher.ensemble:
         teacher = {**teacher, "members": [
-            rundir.done_record(rundir.RunDir(ensemble.member_dir(run_dir, k)).stage_dir(
-                "teacher"))["fingerprint"] for k in range(len(cfg.teacher.ensemble))]}
+            rundir.done_record(paths.member(k).stage_dir("teacher"))["fingerprint"] for k in range(len(cfg.teacher.ensemble))]}
     model = None
     if not _complete(store):  # A finished store was gated when it was made.
         model = _teacher(cfg, run_dir)

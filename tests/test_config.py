@@ -29,17 +29,17 @@ def test_overrides_are_typed(tmp_path):
      r"'student.distill.temprature' does not exist. Did you mean 'student.distill.temperature'"),
     ("student.distill.alpha=high", r"student.distill.alpha: expected float; received 'high'"),
     ("student.distill.alpha=1.5", r"student.distill.alpha: expected a value in \[0, 1\]"),
-    ("student.distill.loss=soft_xe", r"student.distill.loss: unknown loss 'soft_xe'"),
+    ("student.distill.loss=soft_xe", r"student.distill.loss: expected one of \['soft_ce', 'kl', 'mse'\]; received 'soft_xe'"),
     ("student.alpha=0.5", r"'student.alpha' was renamed; use 'student.distill.alpha'"),
     ("student.loss=kl", r"'student.loss' was renamed; use 'student.distill.loss'"),
     ("data.soft_labels=/s", r"'data.soft_labels' was renamed; use 'data.store'"),
     ("data.validation_fraction=0.1", r"'data.validation_fraction' was renamed; use "
                                      r"'data.heldout_fraction'"),
-    ("student.init=zeros", r"student.init: expected 'pretrained' or 'random'"),
+    ("student.init=zeros", r"student.init: expected one of \['pretrained', 'random'\]"),
     ("student.stages=['distil']", r"student.stages"),
     ("task=stsb", r"student.distill.loss: stsb is a regression task"),
     ("seed", r"expected key=value"),
-    ("teacher.label_batch_size=-1", r"teacher.label_batch_size: expected a positive batch size"),
+    ("teacher.label_batch_size=-1", r"teacher.label_batch_size: expected a value >= 0; received -1"),
 ])
 def test_bad_overrides(override, message):
     with pytest.raises(UserError, match=message):

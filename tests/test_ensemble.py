@@ -59,7 +59,7 @@ def test_a_two_teacher_store_is_the_combination_of_two_single_teacher_stores(sma
 
 
 def test_combine_by_logits_and_for_regression():
-    from teachers import ensemble
+    from distill import ensemble
 
     members = np.array([[[1.0, 3.0]], [[2.0, -1.0]]])  # 2 members x 1 example x 2 classes
     np.testing.assert_allclose(ensemble.combine(members, "logits", [0.5, 0.5], False),

@@ -9,7 +9,7 @@ import pytest
 from conftest import ok, run_cli
 
 from distill import config
-from pipelines import paper
+from pipelines import paper, tables
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GRID = os.path.join(ROOT, "configs", "paper", "demo.yaml")
@@ -161,13 +161,13 @@ def test_small_bert_24_are_derived_from_layers_and_hidden():
 
 
 def test_glue_tables_show_the_published_row_of_a_matching_size():
-    rows = paper._published_rows(["L-2_H-128 (Tiny)", "L-3_H-96"])
+    rows = tables._published_rows(["L-2_H-128 (Tiny)", "L-3_H-96"])
     assert rows == [["BERT-Tiny (published, test)", "64.2", "0.0", "83.2", "76.1", "73.9", "72.8",
                      "70.2", "70.3", "81.5", "57.2", "62.3"]]
-    cols = {(t, s): [0.5] for t, s, _ in paper.GLUE_COLUMNS}
-    assert paper._glue_score(cols) == "50.0"
+    cols = {(t, s): [0.5] for t, s, _ in tables.GLUE_COLUMNS}
+    assert tables._glue_score(cols) == "50.0"
     del cols[("mnli", "validation_mismatched")]
-    assert paper._glue_score(cols) == "-"  # MNLI incomplete: no GLUE score.
+    assert tables._glue_score(cols) == "-"  # MNLI incomplete: no GLUE score.
 
 
 def test_the_readme_defines_every_method_as_the_grid_runs_it():

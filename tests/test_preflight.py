@@ -34,7 +34,7 @@ CASES = {
     "missing student vocab": (["--set", "student.preprocessor={tmp}/vocab.txt"],
                               "student.preprocessor: Preprocessor '{tmp}/vocab.txt'"),
     "misspelt loss": (["--set", "student.distill.loss=soft_xe"],
-                      "student.distill.loss: unknown loss 'soft_xe'"),
+                      "student.distill.loss: expected one of ['soft_ce', 'kl', 'mse']; received 'soft_xe'"),
     "missing MLM text": (["--set", "student.mlm.data=['{tmp}/domain.txt']"],
                          "student.mlm.data: text file {tmp}/domain.txt does not exist"),
     "missing labeled data": (["--set", "data.labeled=glue_dir:{tmp}/SST-2"],

@@ -186,7 +186,7 @@ def test_movie_reviews_star_splits_reviews_into_sentences(tmp_path):
 
 
 def test_the_report_says_when_the_guard_was_off():
-    from pipelines import report
+    from students import report
 
     row = {"source": "labeled:validation", "read": 872, "sampled": 872, "after_duplicates": 872,
            "contaminated": 0, "kept": 872}

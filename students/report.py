@@ -1,7 +1,9 @@
-"""Stage 6: `report.md`, a one-page summary of a run: scores, sizes, data and timings."""
+"""Stage 6: `report.md`, a one-page summary of a run: scores, sizes, data and timings.
+
+    distill evaluate CONFIG --output RUN    # writes RUN/report.md after the metrics
+"""
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 
@@ -111,23 +113,3 @@ def _restart_lines(teacher: dict) -> list[str]:
     return ["", f"Teacher restarts (`teacher.restarts`), scored on the {kept['split']} split "
             f"(majority-class/mean baseline {kept['baseline']:.4f}); kept seed {kept['seed']}: "
             + ", ".join(f"seed {r['seed']} {r['score']:.4f}" for r in teacher["restarts"]) + "."]
-
-
-@contextlib.contextmanager
-def figure(path: str, panels: int = 1, size: tuple = (5, 3.5)):
-    """A matplotlib figure of `panels` side by side, written atomically to `path` as PNG.
-
-    Yields (figure, axes), one axes per panel.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, panels, figsize=size, squeeze=False)
-    try:
-        yield fig, list(axes[0])
-        fig.tight_layout()
-        rundir.write_file_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100))
-    finally:
-        plt.close(fig)

@@ -12,9 +12,8 @@ import time
 
 import numpy as np
 
-from distill import config as config_lib, data, metrics, models, rundir, tasks, text
+from distill import config as config_lib, data, ensemble, metrics, models, rundir, tasks, text
 from distill.errors import UserError
-from teachers import ensemble
 
 
 def _predict(cfg, task, fn, side, split: str) -> dict:
@@ -47,7 +46,7 @@ def submission_rows(task: tasks.Task, result: dict) -> list[str]:
 
 def _roles(cfg: config_lib.Config, run_dir: str) -> dict:
     """role -> (loads its classifier as `fn(inputs) -> logits`, its config section); the
-    teacher may be an ensemble (teachers/ensemble.py)."""
+    teacher may be an ensemble (distill/ensemble.py)."""
     paths = rundir.RunDir(run_dir, cfg)
     return {"teacher": (lambda: ensemble.load(cfg, run_dir), cfg.teacher),
             "student": (lambda: models.load(paths.student_model)[0], cfg.student)}

@@ -4,13 +4,13 @@
       ensemble: [{seed: 0}, {seed: 1}]     # or [{encoder: ...}, {encoder: ...}]
       combine: log_probs                   # or logits; weights: [..] per member
 
-Member k is an ordinary teacher in RUN/teachers/<k> (its own stage directory, resumable);
-RUN/teacher records the members' fingerprints. Labeling, the quality gate and evaluation
-see one teacher: `load` returns a function whose logits are the members' combination.
+Member k is an ordinary teacher in RUN/teachers/<k> (`rundir.RunDir.member`: its own stage
+directory, resumable); RUN/teacher records the members' fingerprints. Labeling, the quality
+gate and evaluation see one teacher: `load` returns a function whose logits are the
+members' combination. It lives in the core because every stage that reads the teacher
+(labeling, evaluation) sees it through `load`.
 """
 from __future__ import annotations
-
-import os
 
 import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
 import numpy as np
@@ -28,11 +28,6 @@ def member_configs(cfg: config_lib.Config) -> list[config_lib.Config]:
             settings["seed" if key == "seed" else f"teacher.{key}"] = value
         configs.append(config_lib.override(cfg, settings))
     return configs
-
-
-def member_dir(run_dir: str, k: int) -> str:
-    """Member k's own run directory (its teacher stage lives there)."""
-    return os.path.join(run_dir, "teachers", str(k))
 
 
 def weights(cfg: config_lib.Config) -> np.ndarray:
@@ -57,7 +52,8 @@ def load(cfg: config_lib.Config, run_dir: str, wrap=None):
       wrap: applied to each member's function (e.g. `distribute.split_batches`).
     """
     if cfg.teacher.ensemble:
-        paths = [rundir.RunDir(member_dir(run_dir, k), c).teacher_model
+        root = rundir.RunDir(run_dir)
+        paths = [rundir.RunDir(root.member(k).root, c).teacher_model
                  for k, c in enumerate(member_configs(cfg))]
     else:
         paths = [rundir.RunDir(run_dir, cfg).teacher_model]
@@ -82,4 +78,4 @@ def describe(cfg: config_lib.Config, run_dir: str) -> str:
     if not cfg.teacher.ensemble:
         return rundir.RunDir(run_dir, cfg).teacher_model
     return (f"ensemble of {len(cfg.teacher.ensemble)} teachers in "
-            f"{os.path.join(run_dir, 'teachers')} ({cfg.teacher.combine})")
+            f"{rundir.RunDir(run_dir).members} ({cfg.teacher.combine})")

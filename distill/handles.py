@@ -1,0 +1,54 @@
+"""Model handles: a TF Hub (or Kaggle Models) URL, or a local SavedModel directory.
+
+Every place that takes an encoder, a preprocessor or a classifier resolves it here, so a
+handle is accepted, refused and named in errors the same way everywhere.
+
+    python -c "from distill import handles; print(handles.resolve('/tmp', 'encoder'))"
+"""
+from __future__ import annotations
+
+import os
+
+from distill.errors import UserError
+
+
+def is_remote(handle: str) -> bool:
+    """A URL that `tensorflow_hub` resolves (tfhub.dev, Kaggle Models), not a local path."""
+    return "://" in handle
+
+
+def resolve(handle: str, what: str, fetch: bool = False, files_too: bool = False) -> str:
+    """The handle if it can be loaded: a local directory (or file, with `files_too`) or a
+    remote handle; with `fetch`, a remote handle is downloaded now and its local copy
+    returned, so a handle that cannot be fetched is named before any work.
+
+    Args:
+      handle: what the config or command line gave.
+      what: how errors name it, e.g. "student.encoder" or "Encoder handle".
+
+    Raises:
+      UserError: naming `what` and the handle, when it is neither.
+    """
+    if is_remote(handle):
+        if not fetch:
+            return handle
+        import tensorflow_hub as hub
+
+        try:
+            return hub.resolve(handle)
+        except Exception as e:  # hub raises many types; all mean "cannot fetch".
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise UserError(f"{what}: handle {handle!r} could not be fetched: {reason}") from e
+    if os.path.isdir(handle) or (files_too and os.path.isfile(handle)):
+        return handle
+    expected = "a file, a directory" if files_too else "a directory"
+    raise UserError(f"{what} {handle!r}: no such {'file or ' if files_too else ''}directory; "
+                    f"expected {expected} or a TF Hub / Kaggle Models URL.")
+
+
+def check_saved_model(handle: str, what: str) -> None:
+    """A remote handle that fetches now, or a local SavedModel directory."""
+    local = resolve(handle, what, fetch=True) if is_remote(handle) else handle
+    if not os.path.isfile(os.path.join(local, "saved_model.pb")):
+        raise UserError(f"{what}: {handle!r} is not a SavedModel directory (no saved_model.pb); "
+                        f"expected a TF Hub handle or a local encoder directory.")
