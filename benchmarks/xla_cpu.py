@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import distill  # noqa: E402,F401
 import tensorflow as tf  # noqa: E402
 
-from distill import encoders, losses, models  # noqa: E402
+from distill import config, encoders, losses, models  # noqa: E402
 
 
 def main() -> None:
@@ -37,8 +37,9 @@ def main() -> None:
     def grads(b):
         with tf.GradientTape() as tape:
             logits = model({n: b[n] for n in encoders.INPUT_NAMES}, training=True)
-            loss, _ = losses.total(logits, b["logits"], b["label"], loss="soft_ce", temperature=1.0,
-                                    alpha=0.0, regression=False)
+            kd = config.DistillConfig()  # The config's defaults.
+            loss, _ = losses.total(logits, b["logits"], b["label"], loss=kd.loss,
+                                   temperature=kd.temperature, alpha=kd.alpha, regression=False)
         return tape.gradient(loss, model.trainable_variables)
 
     result = {}

@@ -97,7 +97,7 @@ def _config_from_dict(c: dict, path: str = "config") -> encoders.BertConfig:
             intermediate_size=c["intermediate_size"], max_position=c["max_position_embeddings"],
             type_vocab_size=c.get("type_vocab_size", 2),
             dropout=c.get("hidden_dropout_prob", 0.1),
-            initializer_range=c.get("initializer_range", 0.02), activation=activation)
+            initializer_range=c.get("initializer_range", encoders.INIT_STDDEV), activation=activation)
     except KeyError as e:
         raise UserError(f"{path}: field {e.args[0]!r} is missing; expected a BERT config.") from None
 

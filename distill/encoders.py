@@ -30,6 +30,7 @@ from distill import handles, rundir
 from distill.errors import UserError
 
 INPUT_NAMES = ("input_word_ids", "input_mask", "input_type_ids")
+INIT_STDDEV = 0.02  # BERT's truncated-normal initializer (Devlin et al. 2019, its code).
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +45,7 @@ class BertConfig:
     max_position: int = 512
     type_vocab_size: int = 2
     dropout: float = 0.1
-    initializer_range: float = 0.02
+    initializer_range: float = INIT_STDDEV
     activation: str = "gelu"  # "gelu" (exact, as BERT), "gelu_approximate" or "relu".
 
     @property

@@ -52,7 +52,7 @@ def build(encoder_handle: str, num_outputs: int, dropout: float,
     pooled = encoder(inputs)["pooled_output"]
     x = CheckpointedDropout(dropout, seed, name="dropout")(pooled)
     logits = keras.layers.Dense(
-        num_outputs, kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02, seed=seed),
+        num_outputs, kernel_initializer=keras.initializers.TruncatedNormal(stddev=encoders.INIT_STDDEV, seed=seed),
         name="logits")(x)
     return keras.Model(inputs, logits, name="classifier")
 

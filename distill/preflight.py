@@ -6,8 +6,10 @@ a handle or a transfer entry ends the command in seconds with one line naming it
 output location, the tokenizers, the encoder handles (resolved, so a TF Hub
 handle that cannot be fetched is named here), a store to reuse, D_L's splits
 (each GLUE file read row by row, or the TFDS dataset prepared), every transfer
-source (opened, dev/test refused) and the MLM text files. Handles are checked
-before data: they fail fastest where the network is missing.
+source (opened, dev/test refused), the MLM text files and, last, the transfer set's
+filters (de-duplication and the contamination guard, one streaming pass that the label
+stage reuses): an empty set, or a source that is all dev/test text, is refused here.
+Handles are checked before data: they fail fastest where the network is missing.
 
     python -c "from distill import config, preflight; preflight.check(config.load('configs/demo.yaml'), '/tmp/x')"
 """
@@ -59,9 +61,13 @@ def check(cfg: config_lib.Config, run_dir: str) -> None:
                    or cfg.data.heldout_fraction > 0)
     for split in (["train"] if needs_train else []) + [s.name for s in task.dev_splits]:
         data.labeled(cfg.data, task, split)
-    if not cfg.data.store:
-        for entry in transfer_spec.entries(cfg.data.transfer):
-            transfer.open_source(entry, cfg.data, task)
     for path in cfg.student.mlm.data:
         if not os.path.isfile(path):
             raise UserError(f"student.mlm.data: text file {path} does not exist.")
+    if not cfg.data.store:
+        for entry in transfer_spec.entries(cfg.data.transfer):  # Each opens, or is named.
+            transfer.open_source(entry, cfg.data, task)
+        # Last, since it reads every source: the transfer set's filters, decided now (and
+        # reused by the label stage), so a set that is empty or all dev/test text is refused
+        # before the teacher trains.
+        transfer.decide(cfg.data, task)

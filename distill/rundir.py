@@ -14,6 +14,7 @@ and refuses, without touching anything, a directory made from other inputs.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -134,9 +135,39 @@ class RunDir:
         for bad input leaves the run directory as it was."""
         write_text_atomic(self.config, yaml_text)
 
+    @property
+    def cell(self) -> str:
+        """A grid cell's record (status, scores, error) in the cell's run directory."""
+        return os.path.join(self.root, "cell.json")
+
+    @property
+    def trial(self) -> str:
+        """A sweep trial's record in the trial's run directory."""
+        return os.path.join(self.root, "trial.json")
+
     def summary(self, stage: str) -> dict:
         """The summary a finished stage recorded (see `done_record`)."""
         return done_record(self.stage_dir(stage))["summary"]
+
+
+def shared(output: str, task: str | None = None) -> str:
+    """The run directory of the one teacher and store that a sweep (or a grid's task) shares."""
+    return os.path.join(output, "shared", *([task] if task else []))
+
+
+def trial(output: str, trial_id: str) -> str:
+    """A sweep trial's run directory."""
+    return os.path.join(output, "trials", trial_id)
+
+
+def cell(output: str, *parts: str) -> str:
+    """A grid cell's run directory, OUTPUT/cells/<task>/<student>/<method>/<seed...>."""
+    return os.path.join(output, "cells", *parts)
+
+
+def assets(output: str) -> str:
+    """Where `sweep.assets: demo` / `grid.assets: demo` build the demo's data and encoders."""
+    return os.path.join(output, "assets")
 
 
 # ----------------------------------------------------------------------------- bookkeeping
@@ -275,24 +306,35 @@ def check_writable(directory: str, need_bytes: int = 0) -> None:
                         f"written; make room and rerun.")
 
 
-def write_file_atomic(path: str, write: Callable[[str], None]) -> None:
-    """Calls `write(tmp)` for a temporary name beside `path`, then renames it to `path`.
+@contextlib.contextmanager
+def atomic_path(path: str, clear_stale: bool = False):
+    """Yields a temporary name beside `path`; renames it to `path` when the block succeeds.
 
-    A crash never leaves half a file; a failed write removes the temporary file
-    and raises a UserError naming `path`. The temporary name keeps `path`'s
-    extension (numpy and others append their own otherwise).
+    The one atomic write of the project: a crash never leaves half a file at `path`,
+    and a failed block removes the temporary file. With `clear_stale` (a file only one
+    process writes, such as a store's shard), temporary files a crashed earlier run left
+    are removed first. The temporary name keeps `path`'s extension (numpy and others
+    append their own otherwise).
     """
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     stem, ext = os.path.splitext(path)
+    for stale in glob.glob(glob.escape(stem) + ".tmp*" + glob.escape(ext)) if clear_stale else []:
+        os.remove(stale)
     tmp = f"{stem}.tmp{os.getpid()}{ext}"
     try:
-        with output_errors(path):
-            write(tmp)
+        yield tmp
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
     os.replace(tmp, path)
+
+
+def write_file_atomic(path: str, write: Callable[[str], None]) -> None:
+    """Calls `write(tmp)` through `atomic_path`; a failed write raises a UserError naming
+    `path`."""
+    with atomic_path(path) as tmp, output_errors(path):
+        write(tmp)
 
 
 def write_text_atomic(path: str, content: str) -> None:

@@ -11,7 +11,6 @@ temporary name and renamed when whole. See DESIGN.md, "the soft-label store".
 from __future__ import annotations
 
 import fcntl
-import glob
 import hashlib
 import json
 import os
@@ -22,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from distill.errors import UserError
-from distill.rundir import check_writable, output_errors, write_json_atomic
+from distill.rundir import atomic_path, check_writable, output_errors, write_json_atomic
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -177,11 +176,8 @@ class Writer:
         """Writes shard k from an iterable of example dicts, then records it in the manifest."""
         entry = self.manifest["shards"][k]
         path = os.path.join(self.store, entry["file"])
-        for stale in glob.glob(glob.escape(path) + ".tmp*"):  # From a crashed earlier run.
-            os.remove(stale)
-        tmp = f"{path}.tmp{os.getpid()}"
         n = 0
-        try:
+        with atomic_path(path, clear_stale=True) as tmp:  # Only write errors are named as such, not the teacher's.
             with output_errors(tmp):
                 w = tf.io.TFRecordWriter(tmp)
             for ex in examples:
@@ -193,11 +189,6 @@ class Writer:
                 w.close()
             if n != entry["records"]:
                 raise RuntimeError(f"shard {k}: wrote {n} records, expected {entry['records']}")
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
-        os.replace(tmp, path)
         entry["sha256"] = sha256(path)
         self._update_manifest()
 

@@ -14,12 +14,16 @@ sentences: true}`: a seeded random subset of N examples, the first N, and docume
 into sentences (single-sentence tasks only). Several entries mix their sources.
 
 Before labeling, the whole set passes, in order: sampling and capping per source, then the
-removal of exact duplicates (the first occurrence stays) and of every example whose
-normalised text (lower-cased, letters and digits only; for pairs either side or the pair)
-occurs in the task's dev or test sets (the contamination guard). The task's own dev and
-test splits are refused as transfer data. `data.contamination_guard: false` turns the guard
-and that refusal off; the manifest and the report then say so. Each source's counts before
-and after each filter go into the store's manifest.
+removal of duplicates by normalised text (lower-cased, letters and digits only), across
+all sources, the first occurrence staying, and the contamination guard: every example of
+a source other than D_L's own train split whose pair or either side (a single text: the
+text) occurs in the task's dev or test sets, or in the heldout split carved from train
+for selection, is dropped. D_L's train split is never filtered by the guard: it is the
+task's official training data. The task's own dev and test splits are refused as
+transfer data. `data.contamination_guard: false` turns the guard and that refusal off;
+the manifest and the report then say so. Each source's counts under each rule go into
+the store's manifest. Preflight makes this decision before any stage trains; the label
+stage reuses it (`decide`, kept in this process by a fingerprint of its inputs).
 
 The entries' form and the recipes live in `distill/transfer_spec.py` (read when the
 config loads).
@@ -28,7 +32,9 @@ config loads).
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import os
 import re
 
@@ -129,94 +135,205 @@ def _sentences(source: data.Source) -> data.Source:
     return data.Source(source.spec + "+sentences", source.split, -1, lambda: make().flat_map(split))
 
 
-def _evaluation_keys(cfg_data, task: tasks_lib.Task) -> tuple[set, set]:
-    """Normalised texts of the task's dev and test sets: (single sides, pairs)."""
-    sides, pairs = set(), set()
-    for split in (*task.dev_splits, *task.test_splits):
-        try:
-            source = data.get(cfg_data.labeled, task, split.name)
-        except UserError as e:
-            if split in task.test_splits and "does not exist" in str(e):
-                continue  # A GLUE directory without test.tsv: nothing there to leak.
-            raise
+@dataclasses.dataclass
+class Keys:
+    """Normalised keys of texts the transfer set must not hold: single sides and pairs."""
+
+    sides: set = dataclasses.field(default_factory=set)
+    pairs: set = dataclasses.field(default_factory=set)
+
+    def add(self, source: data.Source) -> None:
         for batch in source.get_tfdata().batch(4096).as_numpy_iterator():
             for a, b in zip(batch["text_a"], batch["text_b"]):
                 side_keys, pair_key = _guard_keys(a.decode(), b.decode())
-                sides.update(side_keys)
+                self.sides.update(side_keys)
                 if pair_key is not None:
-                    pairs.add(pair_key)
-    return sides, pairs
+                    self.pairs.add(pair_key)
+
+    def hit(self, side_keys: list[int], pair_key: int | None) -> bool:
+        """The pair, or either side (a single text: the text), occurs among these keys."""
+        return any(k in self.sides for k in side_keys) or (
+            pair_key is not None and pair_key in self.pairs)
 
 
-def build(cfg_data, task: tasks_lib.Task, progress: bool = True) -> tuple[data.Source, dict]:
-    """D_T after sampling, capping, de-duplication and the contamination guard.
+def _evaluation_keys(cfg_data, task: tasks_lib.Task) -> Keys:
+    """The task's dev and test texts (a missing GLUE test file has nothing to leak)."""
+    keys = Keys()
+    for split in (*task.dev_splits, *task.test_splits):
+        try:
+            keys.add(data.get(cfg_data.labeled, task, split.name))
+        except UserError as e:
+            if split in task.test_splits and "does not exist" in str(e):
+                continue
+            raise
+    return keys
 
-    One streaming pass over the sources decides which examples stay (a byte per
-    example and an 8-byte hash per example are all it keeps); the returned
-    source reads them again and keeps those, in order.
 
-    Returns:
-      (source, report): report["sources"] has, per source, its count as read and
-      after each filter; report["contamination_guard"] whether the guard ran.
+def _heldout_keys(cfg_data, task: tasks_lib.Task) -> Keys:
+    """The split carved from train for selection (`data.heldout_fraction`), if any."""
+    keys = Keys()
+    if cfg_data.heldout_fraction > 0:
+        keys.add(data.labeled(cfg_data, task, data.HELDOUT))
+    return keys
+
+
+@dataclasses.dataclass
+class Decision:
+    """Which examples of the transfer set stay, decided in one streaming pass (`decide`)."""
+
+    key: str  # What it was decided from (`decision_key`).
+    keep: np.ndarray  # One flag per example read, the sources one after the other.
+    report: dict  # {"sources": [per-source counts], "contamination_guard": bool}
+
+    @property
+    def kept(self) -> int:
+        return int(self.keep.sum())
+
+
+# The decisions this process made, by key: preflight decides before the teacher trains and
+# the label stage reuses the decision instead of reading every source again.
+_DECISIONS: dict[str, Decision] = {}
+
+
+def decision_key(cfg_data, task: tasks_lib.Task) -> str:
+    """A fingerprint of everything the decision depends on, the local files' sizes and
+    modification times included (a file edited since is read again)."""
+    files = []
+    for entry in entries(cfg_data.transfer):
+        kind, _, arg = entry.source.partition(":")
+        if kind == "text" and os.path.isfile(arg):
+            files.append(arg)
+    kind, _, directory = cfg_data.labeled.partition(":")
+    if kind == "glue_dir" and os.path.isdir(directory):
+        files += [os.path.join(directory, s.tsv) for s in task.splits
+                  if os.path.isfile(os.path.join(directory, s.tsv))]
+    stats = [(f, os.path.getsize(f), os.path.getmtime(f)) for f in files]
+    fields = {k: getattr(cfg_data, k) for k in (
+        "labeled", "transfer", "max_train_examples", "max_transfer_examples", "max_eval_examples",
+        "contamination_guard", "heldout_fraction", "heldout_seed")}
+    blob = json.dumps([task.name, fields, stats], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def decide(cfg_data, task: tasks_lib.Task, progress: bool = True) -> Decision:
+    """Sampling, capping, de-duplication and the contamination guard, in one pass.
+
+    Keeps a flag and an 8-byte hash per example, never the text. De-duplication
+    compares the guard's normalised key across all sources and keeps the first
+    occurrence (D_L's own, when `labeled:train` comes first). The guard never
+    filters D_L's train split (its official training data); every other source
+    loses each example whose pair or either side occurs in dev, test or the carved
+    heldout split. Made once per process for the same inputs (`_DECISIONS`).
+
+    Raises:
+      UserError: when a source loses every example to the guard (it is the dev or
+        test data under another name), or nothing at all is left; naming the counts.
     """
+    key = decision_key(cfg_data, task)
+    if key in _DECISIONS:
+        return _DECISIONS[key]
     chosen = entries(cfg_data.transfer)
     sources = [open_source(e, cfg_data, task) for e in chosen]
     guard = cfg_data.contamination_guard
-    sides, pairs = _evaluation_keys(cfg_data, task) if guard else (set(), set())
-    picked, hashes, contaminated, report = [], [], [], []
+    evaluation, heldout = ((_evaluation_keys(cfg_data, task), _heldout_keys(cfg_data, task))
+                           if guard else (Keys(), Keys()))
     expected = [s.total_examples for s in sources]  # -1 where unknown until read.
     bar = tqdm(total=None if -1 in expected else sum(expected), desc="transfer", unit="ex",
                disable=not progress, mininterval=1.0)
+    parts = []
     with bar:
         for entry, source in zip(chosen, sources):
-            n = 0  # Counted as read, not taken from metadata.
-            for batch in source.get_tfdata().batch(4096).as_numpy_iterator():
-                keys = np.zeros(len(batch["text_a"]), np.uint64)
-                dirty = np.zeros(len(keys), bool)
-                for j, (a, b) in enumerate(zip(batch["text_a"], batch["text_b"])):
-                    a, b = a.decode("utf-8", "replace"), b.decode("utf-8", "replace")
-                    keys[j] = _key(a + "\t" + b)
-                    if guard:
-                        side_keys, pair_key = _guard_keys(a, b)
-                        dirty[j] = any(k in sides for k in side_keys) or (
-                            pair_key is not None and pair_key in pairs)
-                hashes.append(keys)
-                contaminated.append(dirty)
-                n += len(keys)
-                bar.update(len(keys))
-            take = np.ones(n, bool)
-            if entry.sample is not None and entry.sample < n:
-                take[:] = False
-                take[np.random.default_rng(entry.seed).choice(n, entry.sample, replace=False)] = True
-            if entry.max_examples is not None:
-                take &= np.cumsum(take) <= entry.max_examples
-            picked.append(take)
-            report.append({"source": entry.source, "read": n, "sampled": int(take.sum())})
-    sizes = [r["read"] for r in report]
-    keep, total = np.concatenate(picked), sum(sizes)
-    hashes = np.concatenate(hashes) if hashes else np.zeros(0, np.uint64)
-    contaminated = np.concatenate(contaminated) if contaminated else np.zeros(0, bool)
-    # Exact duplicates: the first kept occurrence of each (text_a, text_b) stays.
-    kept_index = np.flatnonzero(keep)
-    _, first = np.unique(hashes[kept_index], return_index=True)
-    unique = np.zeros(total, bool)
-    unique[kept_index[first]] = True
-    offset = 0
-    for row, size in zip(report, sizes):
-        part = slice(offset, offset + size)
-        row["after_duplicates"] = int(unique[part].sum())
-        row["contaminated"] = int((unique[part] & contaminated[part]).sum())
-        row["kept"] = row["after_duplicates"] - row["contaminated"]
-        offset += size
-    keep = unique & ~contaminated
-    kept = int(keep.sum())
-    if kept == 0:
-        raise UserError(f"The transfer set is empty after its filters ({report}); expected at "
-                        f"least one example.")
-    mask, combined = tf.constant(keep), data.concatenate(sources)
+            guarded = guard and entry.source != "labeled:train"
+            parts.append(_read_source(entry, source, evaluation if guarded else Keys(),
+                                      heldout if guarded else Keys(), bar))
+    keep, report = _apply_rules(parts)
+    for row, entry in zip(report, chosen):
+        row["guarded"] = guard and entry.source != "labeled:train"
+    decision = Decision(key, keep, {"sources": report, "contamination_guard": guard})
+    _refuse_empty(decision)
+    _DECISIONS[key] = decision
+    return decision
+
+
+def _read_source(entry: Entry, source: data.Source, evaluation: Keys, heldout: Keys,
+                 bar) -> dict:
+    """One source's pass: per example its normalised key and whether the guard's rules hit
+    it (numpy arrays, 10 bytes an example), and the examples its sampling and cap take."""
+    keys, in_eval, in_heldout = [], [], []
+    for batch in source.get_tfdata().batch(4096).as_numpy_iterator():
+        k = np.zeros(len(batch["text_a"]), np.uint64)
+        e, h = np.zeros(len(k), bool), np.zeros(len(k), bool)
+        for j, (a, b) in enumerate(zip(batch["text_a"], batch["text_b"])):
+            a, b = a.decode("utf-8", "replace"), b.decode("utf-8", "replace")
+            side_keys, pair_key = _guard_keys(a, b)
+            k[j] = _key(normalize(a) + "\t" + normalize(b))
+            e[j] = evaluation.hit(side_keys, pair_key)
+            h[j] = heldout.hit(side_keys, pair_key)
+        keys.append(k)
+        in_eval.append(e)
+        in_heldout.append(h)
+        bar.update(len(k))
+    keys = np.concatenate(keys) if keys else np.zeros(0, np.uint64)
+    n = len(keys)  # Counted as read, not taken from metadata.
+    take = np.ones(n, bool)
+    if entry.sample is not None and entry.sample < n:
+        take[:] = False
+        take[np.random.default_rng(entry.seed).choice(n, entry.sample, replace=False)] = True
+    if entry.max_examples is not None:
+        take &= np.cumsum(take) <= entry.max_examples
+    return {"source": entry.source, "keys": keys, "take": take,
+            "in_eval": np.concatenate(in_eval) if in_eval else np.zeros(0, bool),
+            "in_heldout": np.concatenate(in_heldout) if in_heldout else np.zeros(0, bool)}
+
+
+def _apply_rules(parts: list[dict]) -> tuple[np.ndarray, list[dict]]:
+    """De-duplication across all sources (the first taken occurrence stays), then the
+    guard's rules; returns the keep flags and each source's counts under each rule."""
+    keys = np.concatenate([p["keys"] for p in parts]) if parts else np.zeros(0, np.uint64)
+    take = np.concatenate([p["take"] for p in parts]) if parts else np.zeros(0, bool)
+    taken = np.flatnonzero(take)
+    _, first = np.unique(keys[taken], return_index=True)  # Each key's first occurrence.
+    unique = np.zeros(len(keys), bool)
+    unique[taken[first]] = True
+    keep, report, offset = np.zeros(len(keys), bool), [], 0
+    for p in parts:
+        part = slice(offset, offset + len(p["keys"]))
+        in_eval = unique[part] & p["in_eval"]
+        in_heldout = unique[part] & ~p["in_eval"] & p["in_heldout"]
+        keep[part] = unique[part] & ~p["in_eval"] & ~p["in_heldout"]
+        report.append({"source": p["source"], "read": len(p["keys"]),
+                       "sampled": int(p["take"].sum()), "after_duplicates": int(unique[part].sum()),
+                       "contaminated": int(in_eval.sum()), "in_heldout": int(in_heldout.sum()),
+                       "kept": int(keep[part].sum())})
+        offset += len(p["keys"])
+    return keep, report
+
+
+def _refuse_empty(decision: Decision) -> None:
+    for row in decision.report["sources"]:
+        if row["contaminated"] and row["contaminated"] == row["after_duplicates"]:
+            raise UserError(f"data.transfer {row['source']!r}: all {row['contaminated']} of its "
+                            f"examples occur in the task's dev or test sets; it is evaluation "
+                            f"data, not transfer data. Nothing was written.")
+    if decision.kept == 0:
+        counts = "; ".join(f"{r['source']}: {r['read']} read, {r['kept']} kept"
+                           for r in decision.report["sources"])
+        raise UserError(f"The transfer set is empty after its filters ({counts}); expected at "
+                        f"least one example. Nothing was written.")
+
+
+def selected(cfg_data, task: tasks_lib.Task, decision: Decision) -> data.Source:
+    """The transfer set as `decision` says: the kept examples, in source order."""
+    sources = [open_source(e, cfg_data, task) for e in entries(cfg_data.transfer)]
+    mask, combined = tf.constant(decision.keep), data.concatenate(sources)
 
     def make():
         return combined.get_tfdata().enumerate().filter(lambda i, _: mask[i]).map(lambda _, ex: ex)
 
-    return (data.Source(combined.spec, "transfer", kept, make),
-            {"sources": report, "contamination_guard": guard})
+    return data.Source(combined.spec, "transfer", decision.kept, make)
+
+
+def build(cfg_data, task: tasks_lib.Task, progress: bool = True) -> tuple[data.Source, dict]:
+    """D_T after its filters (`decide`), and the per-source report for the manifest."""
+    decision = decide(cfg_data, task, progress)
+    return selected(cfg_data, task, decision), decision.report

@@ -38,27 +38,37 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     add_parser = sub.add_parser
     sub.add_parser = lambda *a, **k: add_parser(*a, parents=[common], **k)
+    _config_commands(sub)
+    _tool_commands(sub)
+    return parser
 
-    def with_config(name, help_text):
-        p = sub.add_parser(name, help=help_text)
-        p.add_argument("config", help="YAML config, e.g. configs/glue/sst2.yaml")
-        p.add_argument("--output", required=True, help="run directory")
-        p.add_argument("--set", dest="overrides", action="append", default=[],
-                       metavar="KEY=VALUE",
-                       help="override a config field, e.g. student.distill.alpha=0.5")
-        return p
 
-    with_config("run", "run the whole recipe (skips stages already complete)")
-    with_config("sweep", "keras-tuner sweep over the student stages, one shared teacher and store")
-    with_config("reproduce", "a grid of students x methods x tasks x seeds (the paper's tables)")
+def _with_config(sub, name: str, help_text: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help_text)
+    p.add_argument("config", help="YAML config, e.g. configs/glue/sst2.yaml")
+    p.add_argument("--output", required=True, help="run directory")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. student.distill.alpha=0.5")
+    return p
+
+
+def _config_commands(sub) -> None:
+    """The commands on a config: the recipe, sweeps, grids and one per stage of the table."""
+    _with_config(sub, "run", "run the whole recipe (skips stages already complete)")
+    _with_config(sub, "sweep", "keras-tuner sweep over the student stages, one shared teacher and store")
+    _with_config(sub, "reproduce", "a grid of students x methods x tasks x seeds (the paper's tables)")
     for name, help_text in stages.commands().items():  # One command per stage, as the table says.
-        p = with_config(name, help_text)
+        p = _with_config(sub, name, help_text)
         if name == "label":
             p.add_argument("--worker", type=int, default=None,
                            help="this worker's index w (default: from TF_CONFIG under "
                                 "distribute.strategy=multi_worker, else 0)")
             p.add_argument("--num-workers", type=int, default=None,
                            help="number of workers W; worker w writes shards k = w (mod W)")
+
+
+def _tool_commands(sub) -> None:
+    """The commands on models and stores: convert, mlm, export, inspect, demo."""
     conv = sub.add_parser("convert", help="convert a TF1 or Hugging Face BERT checkpoint to TF Hub format")
     conv.add_argument("source", help="checkpoint directory")
     conv.add_argument("--from", dest="fmt", required=True, choices=["bert-tf1", "hf"])
@@ -91,7 +101,6 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the whole recipe offline on built-in data and encoders")
     demo.add_argument("--output", required=True, help="run directory")
     demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    return parser
 
 
 RENAMED_COMMANDS = {"train": "distill"}

@@ -155,7 +155,7 @@ def assets_complete(root: str) -> bool:
 
 
 def run(output: str, extra_overrides: list[str] = ()) -> dict:
-    assets = os.path.join(output, "assets")
+    assets = rundir.assets(output)
     cfg = config_lib.load(CONFIG, [*overrides(asset_paths(assets)), *extra_overrides])
     distribute.configure(cfg)  # Before making the encoders starts TensorFlow.
     ensure_assets(assets)

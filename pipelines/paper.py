@@ -94,7 +94,7 @@ def cell_overrides(student: dict, key: Key) -> list[str] | None:
 
 def cell_dir(output: str, key: Key) -> str:
     size = "" if key.size is None else f"-n{key.size}"
-    return os.path.join(output, "cells", key.task, key.student, key.method, f"seed{key.seed}{size}")
+    return rundir.cell(output, key.task, key.student, key.method, f"seed{key.seed}{size}")
 
 
 def cell_keys(grid: config_lib.GridConfig, task: str, names: list[str],
@@ -128,7 +128,7 @@ def run(cfg: config_lib.Config, output: str) -> dict:
     _check(grid)
     assets, base = None, list(grid.overrides)
     if grid.assets == "demo":
-        assets = os.path.join(output, "assets")
+        assets = rundir.assets(output)
         base = demo.grid_assets(assets) + base
     base = [_with_assets(o, assets) for o in base]
     grid_students = {s["name"]: s for s in students(grid, assets)}
@@ -143,11 +143,11 @@ def run(cfg: config_lib.Config, output: str) -> dict:
             task_cfg = sweep.with_heldout(task_cfg)
             sweep.space(task_cfg)
         configs[task] = task_config, task_cfg
-        preflight.check(task_cfg, os.path.join(output, "shared", task))
+        preflight.check(task_cfg, rundir.shared(output, task))
     cells, baselines, teachers, store_sizes = {}, {}, {}, {}
     for task, (task_config, task_cfg) in configs.items():
         baselines[task] = majority_scores(task_cfg)
-        shared = os.path.join(output, "shared", task)
+        shared = rundir.shared(output, task)
         print(f"[reproduce] {task}: teacher and store in {shared}")
         reuse = [f"{k}={v}" for k, v in glue.shared_store(task_cfg, shared).items()]
         reuse.append(f"data.heldout_fraction={task_cfg.data.heldout_fraction}")
@@ -219,7 +219,7 @@ def run_cell(task_config: str, overrides: list[str], directory: str, teacher: di
       teacher: the shared teacher's dev results (`teacher_results`).
       search_shared: with a per-cell search, the task's shared directory (teacher and store).
     """
-    path = os.path.join(directory, "cell.json")
+    path = rundir.RunDir(directory).cell
     if os.path.isfile(path):
         with open(path) as f:
             previous = json.load(f)
@@ -251,11 +251,11 @@ def _search_cell(cfg: config_lib.Config, directory: str, shared: str) -> dict:
         raise UserError(f"{directory}: no trial of the search finished.")
     trials = []
     for row in result["trials"]:
-        trial_json = os.path.join(sweep.trial_dir(directory, row["trial_id"]), "trial.json")
+        trial_json = rundir.RunDir(rundir.trial(directory, row["trial_id"])).trial
         if os.path.isfile(trial_json):
             with open(trial_json) as f:
                 trials.append(json.load(f))
-    best_dir = sweep.trial_dir(directory, best["trial_id"])
+    best_dir = rundir.trial(directory, best["trial_id"])
     params = rundir.RunDir(best_dir, cfg).summary(cfg.student.stages[-1])["params"]
     return {"status": "done", "params": params,
             "scores": {k[len("dev_"):]: v for k, v in best.items() if k.startswith("dev_")},

@@ -124,7 +124,7 @@ class DistillTuner(keras_tuner.Tuner):
 
     def run_trial(self, trial, *args, **kwargs):
         cfg = trial_config(self.base, trial.hyperparameters.values, self.shared)
-        run_dir = trial_dir(self.output, trial.trial_id)
+        run_dir = rundir.trial(self.output, trial.trial_id)
         rundir.check_writable(run_dir)
         t0 = time.time()
         for stage in cfg.student.stages:
@@ -134,7 +134,7 @@ class DistillTuner(keras_tuner.Tuner):
         result = {"trial_id": trial.trial_id, "values": trial.hyperparameters.values,
                   "heldout": heldout, "seconds": round(time.time() - t0, 1),
                   "tuner_id": self.tuner_id, "pid": os.getpid()}
-        rundir.write_json_atomic(os.path.join(run_dir, "trial.json"), result)
+        rundir.write_json_atomic(rundir.RunDir(run_dir).trial, result)
         return {"score": heldout["score"]}
 
     # Our models live in the trial directories; keras-tuner's model saving is not used.
@@ -143,11 +143,6 @@ class DistillTuner(keras_tuner.Tuner):
 
     def load_model(self, trial):
         raise NotImplementedError("load a trial's student from OUTPUT/trials/<id>/student")
-
-
-def trial_dir(output: str, trial_id: str) -> str:
-    """A trial's own run directory: OUTPUT/trials/<id>."""
-    return os.path.join(output, "trials", trial_id)
 
 
 def make_tuner(cfg: config_lib.Config, output: str, shared: str) -> DistillTuner:
@@ -182,9 +177,9 @@ def with_heldout(cfg: config_lib.Config) -> config_lib.Config:
 def run(cfg: config_lib.Config, output: str) -> dict | None:
     """Runs (or resumes, or joins) the sweep; the chief or single process writes the summary."""
     if cfg.sweep.assets == "demo":
-        cfg = demo.fill_placeholders(cfg, os.path.join(output, "assets"))
+        cfg = demo.fill_placeholders(cfg, rundir.assets(output))
     cfg = with_heldout(cfg)
-    shared = os.path.join(output, "shared")
+    shared = rundir.shared(output)
     space(cfg)  # A bad search space is refused before the teacher trains, too.
     preflight.check(cfg, shared)
     if _is_worker():  # The chief makes the teacher and store; workers wait for them.
@@ -208,7 +203,7 @@ def best_dev_scores(cfg: config_lib.Config, tuner: DistillTuner, trial_id: str) 
     """The dev scores of one trial: reported for the best trial only, never selected on."""
     trial = tuner.oracle.trials[trial_id]
     trial_cfg = trial_config(cfg, trial.hyperparameters.values, tuner.shared)
-    run_dir = trial_dir(tuner.output, trial_id)
+    run_dir = rundir.trial(tuner.output, trial_id)
     return {f"dev_{s.name}": evaluate.score(trial_cfg, run_dir, "student", s.name)["score"]
             for s in tasks.get(cfg.task).dev_splits}
 

@@ -12,10 +12,10 @@ import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
 import tensorflow as tf
 import tf_keras as keras
 
-from distill import config as config_lib, distribute, models, tasks as tasks_lib
+from distill import config as config_lib, distribute, encoders, models, tasks as tasks_lib
 
 
-def reinitialize(variables, seed: int = 0, stddev: float = 0.02) -> int:
+def reinitialize(variables, seed: int = 0, stddev: float = encoders.INIT_STDDEV) -> int:
     """Re-draws `variables` in place; returns how many were changed."""
     rng = tf.random.Generator.from_seed(seed)
     for v in variables:

@@ -17,71 +17,19 @@ def run(cfg: config_lib.Config, run_dir: str) -> str:
         results = json.load(f)
     teacher = paths.summary("teacher")
     stages = {s: paths.summary(s) for s in cfg.student.stages}
-    last = stages[paths.final_stage]
     manifest = store.load_manifest(paths.store)
-    splits = [s.name for s in task.dev_splits]
-    metric_cols = [f"{s} {m}" for s in splits for m in task.metrics]
-
-    def row(name, role, encoder, params):
-        values = [f"{results[role][s][m]:.4f}" for s in splits for m in task.metrics]
-        return f"| {name} | {encoder} | {params:,} | " + " | ".join(values) + " |"
-
     lines = [
-        f"# distill report: {task.name}",
-        "",
-        f"Dev-set scores ({', '.join(task.metrics)}; {results['teacher'][splits[0]]['examples']} "
-        f"examples in {splits[0]}).",
-        "",
-        "| model | encoder | parameters | " + " | ".join(metric_cols) + " |",
-        "|---|---|---|" + "---|" * len(metric_cols),
-        row("teacher", "teacher", cfg.teacher.encoder, teacher.get("params", 0)),
-        row(f"student ({' + '.join(cfg.student.stages)}, init {cfg.student.init})", "student",
-            cfg.student.encoder, last.get("params", 0)),
-        *_restart_lines(teacher),
-        "",
-        "## Soft-label store",
-        "",
+        f"# distill report: {task.name}", "",
+        *_score_lines(cfg, task, results, teacher, stages[paths.final_stage]), "",
+        "## Soft-label store", "",
         f"- {manifest['examples']} transfer examples in {len(manifest['shards'])} shard(s)",
         f"- teacher tokenizer: {manifest['preprocessor']['handle']} "
         f"(seq_length {manifest['preprocessor']['seq_length']})",
         f"- distillation: loss {cfg.student.distill.loss}, temperature "
         f"{cfg.student.distill.temperature}, alpha {cfg.student.distill.alpha}",
-        *_transfer_lines(manifest["source"]),
-        "",
-        "## Timings",
-        "",
-        "| stage | steps | seconds |",
-        "|---|---|---|",
-        f"| teacher fine-tuning | {teacher.get('steps', '-')} | {teacher.get('seconds', '-')} |",
-    ]
-    for name, summary in stages.items():
-        lines.append(f"| student {name} | {summary.get('steps')} | {summary.get('seconds')} |")
-    lines.append(f"| evaluation (teacher + student) | - | "
-                 f"{results['teacher']['eval_seconds'] + results['student']['eval_seconds']:.2f} |")
-    if os.path.isfile(paths.serving):
-        with open(paths.serving) as f:
-            s = json.load(f)
-        check = s["check_against_evaluation"]
-        lines += ["", "## Serving export", "",
-                  f"- `{s['export']}`: {s['size_bytes'] / 1e6:.1f} MB",
-                  f"- latency on this machine: {s['latency_ms_batch_1']} ms (batch 1), "
-                  f"{s['latency_ms_batch_32']} ms (batch 32), median of 20 calls",
-                  f"- against the evaluation's dev predictions: {check or 'not checked'}"]
-    if os.path.isfile(paths.tflite):
-        with open(paths.tflite) as f:
-            t = json.load(f)
-        lines += ["", "## TFLite export", "",
-                  f"- `{t['export']}/model.tflite` (quantize: {t['quantize']}): "
-                  f"{t['size_bytes'] / 1e6:.2f} MB against the SavedModel's "
-                  f"{t['savedmodel_size_bytes'] / 1e6:.2f} MB",
-                  f"- latency, batch 1: {t['latency_ms_batch_1']} ms against "
-                  f"{t['savedmodel_latency_ms_batch_1']} ms (median of 50 calls)",
-                  f"- {t['dev_split']} ({t['dev_examples']} examples): score "
-                  f"{t['dev_score']:.4f} against the SavedModel's {t['savedmodel_dev_score']:.4f}; "
-                  f"same prediction on {t['agreement']:.2%} of them; largest logit difference "
-                  f"{t['max_abs_logit_difference']:.2e}" if t["agreement"] is not None else
-                  f"- {t['dev_split']}: score {t['dev_score']:.4f} against the SavedModel's "
-                  f"{t['savedmodel_dev_score']:.4f}"]
+        *_transfer_lines(manifest["source"]), "",
+        *_timing_lines(results, teacher, stages),
+        *_serving_lines(paths), *_tflite_lines(paths)]
     if results.get("submission"):
         lines += ["", "## GLUE test predictions", ""]
         lines += [f"- {s}: `{v['file']}` ({v['examples']} rows)"
@@ -90,18 +38,84 @@ def run(cfg: config_lib.Config, run_dir: str) -> str:
     return paths.report
 
 
+def _score_lines(cfg: config_lib.Config, task: tasks.Task, results: dict, teacher: dict,
+                 last: dict) -> list[str]:
+    """The dev-set table of teacher and student, and the teacher restarts."""
+    splits = [s.name for s in task.dev_splits]
+    metric_cols = [f"{s} {m}" for s in splits for m in task.metrics]
+
+    def row(name, role, encoder, params):
+        values = [f"{results[role][s][m]:.4f}" for s in splits for m in task.metrics]
+        return f"| {name} | {encoder} | {params:,} | " + " | ".join(values) + " |"
+
+    return [
+        f"Dev-set scores ({', '.join(task.metrics)}; {results['teacher'][splits[0]]['examples']} "
+        f"examples in {splits[0]}).", "",
+        "| model | encoder | parameters | " + " | ".join(metric_cols) + " |",
+        "|---|---|---|" + "---|" * len(metric_cols),
+        row("teacher", "teacher", cfg.teacher.encoder, teacher.get("params", 0)),
+        row(f"student ({' + '.join(cfg.student.stages)}, init {cfg.student.init})", "student",
+            cfg.student.encoder, last.get("params", 0)),
+        *_restart_lines(teacher)]
+
+
+def _timing_lines(results: dict, teacher: dict, stages: dict) -> list[str]:
+    lines = ["## Timings", "", "| stage | steps | seconds |", "|---|---|---|",
+             f"| teacher fine-tuning | {teacher.get('steps', '-')} | {teacher.get('seconds', '-')} |"]
+    for name, summary in stages.items():
+        lines.append(f"| student {name} | {summary.get('steps')} | {summary.get('seconds')} |")
+    lines.append(f"| evaluation (teacher + student) | - | "
+                 f"{results['teacher']['eval_seconds'] + results['student']['eval_seconds']:.2f} |")
+    return lines
+
+
+def _serving_lines(paths: rundir.RunDir) -> list[str]:
+    if not os.path.isfile(paths.serving):
+        return []
+    with open(paths.serving) as f:
+        s = json.load(f)
+    check = s["check_against_evaluation"]
+    return ["", "## Serving export", "",
+            f"- `{s['export']}`: {s['size_bytes'] / 1e6:.1f} MB",
+            f"- latency on this machine: {s['latency_ms_batch_1']} ms (batch 1), "
+            f"{s['latency_ms_batch_32']} ms (batch 32), median of 20 calls",
+            f"- against the evaluation's dev predictions: {check or 'not checked'}"]
+
+
+def _tflite_lines(paths: rundir.RunDir) -> list[str]:
+    if not os.path.isfile(paths.tflite):
+        return []
+    with open(paths.tflite) as f:
+        t = json.load(f)
+    return ["", "## TFLite export", "",
+            f"- `{t['export']}/model.tflite` (quantize: {t['quantize']}): "
+            f"{t['size_bytes'] / 1e6:.2f} MB against the SavedModel's "
+            f"{t['savedmodel_size_bytes'] / 1e6:.2f} MB",
+            f"- latency, batch 1: {t['latency_ms_batch_1']} ms against "
+            f"{t['savedmodel_latency_ms_batch_1']} ms (median of 50 calls)",
+            f"- {t['dev_split']} ({t['dev_examples']} examples): score "
+            f"{t['dev_score']:.4f} against the SavedModel's {t['savedmodel_dev_score']:.4f}; "
+            f"same prediction on {t['agreement']:.2%} of them; largest logit difference "
+            f"{t['max_abs_logit_difference']:.2e}" if t["agreement"] is not None else
+            f"- {t['dev_split']}: score {t['dev_score']:.4f} against the SavedModel's "
+            f"{t['savedmodel_dev_score']:.4f}"]
+
+
 def _transfer_lines(source: dict) -> list[str]:
     """Each transfer source through its filters, and whether the contamination guard ran."""
     if not source.get("contamination_guard", True):
         guard = ("- **contamination guard: OFF** (data.contamination_guard=false): the transfer "
                  "set may hold dev or test text, so dev scores may be inflated")
     else:
-        guard = "- contamination guard: on (no transfer text occurs in the dev or test sets)"
-    lines = [guard, "", "| transfer source | read | sampled | after duplicates | in dev/test | kept |",
-             "|---|---|---|---|---|---|"]
+        guard = ("- contamination guard: on (no transfer text from outside D_L's train split occurs in "
+                 "the dev or test sets, or in the heldout split carved from train)")
+    lines = [guard, "", "| transfer source | read | sampled | after duplicates | in dev/test | "
+             "in heldout | kept |", "|---|---|---|---|---|---|---|"]
     for row in source.get("sources", []):
-        lines.append(f"| `{row['source']}` | {row['read']:,} | {row['sampled']:,} | "
-                     f"{row['after_duplicates']:,} | {row['contaminated']:,} | {row['kept']:,} |")
+        unguarded = "" if row.get("guarded", True) else " (D_L's train split: not guarded)"
+        lines.append(f"| `{row['source']}`{unguarded} | {row['read']:,} | {row['sampled']:,} | "
+                     f"{row['after_duplicates']:,} | {row['contaminated']:,} | "
+                     f"{row.get('in_heldout', 0):,} | {row['kept']:,} |")
     return lines
 
 

@@ -90,18 +90,34 @@ def run(run_dir: str, output: str, quantize: str = "none") -> dict:
     if quantize not in QUANTIZE:
         raise UserError(f"--quantize: expected one of {list(QUANTIZE)}; received {quantize!r}.")
     cfg = export.run_config(run_dir)
-    task = tasks.get(cfg.task)
     paths = rundir.RunDir(run_dir, cfg)
     vocab = text.vocab_file(cfg.student.preprocessor)
     if vocab is None:
         raise UserError(f"student.preprocessor {cfg.student.preprocessor!r}: no vocab.txt found "
                         f"to ship beside the TFLite model.")
     model = convert(cfg, run_dir, quantize)
+    write_bundle(cfg, output, vocab, {"model.tflite": model})
+    lite = Interpreter(os.path.join(output, "model.tflite"))
+    summary = {"export": os.path.abspath(output), "quantize": quantize, "size_bytes": len(model),
+               **compare_on_dev(cfg, paths, lite)}
+    rundir.write_json_atomic(paths.tflite, summary)
+    print(f"[export] {output}/model.tflite ({quantize}): {len(model) / 1e6:.2f} MB, "
+          f"{summary['latency_ms_batch_1']} ms (batch 1); dev {summary['dev_score']:.4f} against "
+          f"the SavedModel's {summary['savedmodel_dev_score']:.4f}, agreement "
+          f"{summary['agreement']}, largest logit difference "
+          f"{summary['max_abs_logit_difference']:.2e}")
+    return summary
+
+
+def write_bundle(cfg: config_lib.Config, output: str, vocab: str, files: dict[str, bytes]) -> None:
+    """DIR with the model `files`, the vocab and tokenizer.json (the token-id contract)."""
+    task = tasks.get(cfg.task)
 
     def write(tmp):
         os.makedirs(tmp)
-        with open(os.path.join(tmp, "model.tflite"), "wb") as f:
-            f.write(model)
+        for name, content in files.items():
+            with open(os.path.join(tmp, name), "wb") as f:
+                f.write(content)
         shutil.copyfile(vocab, os.path.join(tmp, "vocab.txt"))
         with open(os.path.join(tmp, "tokenizer.json"), "w") as f:
             json.dump({"seq_length": cfg.student.seq_length, "lower_case": cfg.student.lower_case,
@@ -110,7 +126,13 @@ def run(run_dir: str, output: str, quantize: str = "none") -> dict:
                        "outputs": "logits", "label_names": list(task.label_names)}, f, indent=2)
 
     rundir.replace_dir(output, write)
-    lite = Interpreter(os.path.join(output, "model.tflite"))
+
+
+def compare_on_dev(cfg: config_lib.Config, paths: rundir.RunDir, fn) -> dict:
+    """An export on token ids (`fn(example) -> logits`) against the run's SavedModel on the
+    first dev split, one example at a time: scores, agreement, largest logit difference,
+    batch-1 latency and sizes."""
+    task = tasks.get(cfg.task)
     saved = tf.saved_model.load(paths.student_model).signatures["serving_default"]
 
     def saved_fn(example):
@@ -120,18 +142,16 @@ def run(run_dir: str, output: str, quantize: str = "none") -> dict:
     source = data.labeled(cfg.data, task, split)
     packer = text.packer(cfg.student, task.is_pair)
     got, want, labels = [], [], []
-    for example, label in zip(_examples(source.get_tfdata(), packer),
-                              data.labels(source, task)):
-        got.append(lite(example))
+    for example, label in zip(_examples(source.get_tfdata(), packer), data.labels(source, task)):
+        got.append(fn(example))
         want.append(saved_fn(example))
         labels.append(label)
     got, want, labels = np.stack(got), np.stack(want), np.asarray(labels)
     first = next(_examples(source.get_tfdata().take(1), packer))
-    summary = {
-        "export": os.path.abspath(output), "quantize": quantize, "size_bytes": len(model),
+    return {
         "savedmodel_size_bytes": sum(os.path.getsize(os.path.join(d, f))
                                      for d, _, fs in os.walk(paths.student_model) for f in fs),
-        "latency_ms_batch_1": export.median_ms(lambda: lite(first), repeats=50),
+        "latency_ms_batch_1": export.median_ms(lambda: fn(first), repeats=50),
         "savedmodel_latency_ms_batch_1": export.median_ms(lambda: saved_fn(first), repeats=50),
         "dev_split": split, "dev_examples": len(labels),
         "dev_score": metrics.compute(task, labels, got)["score"],
@@ -140,10 +160,3 @@ def run(run_dir: str, output: str, quantize: str = "none") -> dict:
         "agreement": None if task.is_regression else float(
             (got.argmax(-1) == want.argmax(-1)).mean()),
     }
-    rundir.write_json_atomic(paths.tflite, summary)
-    print(f"[export] {output}/model.tflite ({quantize}): {len(model) / 1e6:.2f} MB, "
-          f"{summary['latency_ms_batch_1']} ms (batch 1); dev {summary['dev_score']:.4f} against "
-          f"the SavedModel's {summary['savedmodel_dev_score']:.4f}, agreement "
-          f"{summary['agreement']}, largest logit difference "
-          f"{summary['max_abs_logit_difference']:.2e}")
-    return summary

@@ -1,9 +1,9 @@
 """Stage 2: the teacher labels the transfer data D_T into the soft-label store.
 
     distill label CONFIG --output RUN [--worker W --num-workers N]
-Writes RUN/store/ (see distill/store.py and DESIGN.md). Examples are
-tokenized in the tf.data pipeline and sorted by length within windows, so the
-teacher never pays for padding; the store keeps the input order. Shards are
+Writes RUN/store/ (see distill/store.py and DESIGN.md). Examples are sorted by
+length within windows (as training sorts them) and tokenized in the tf.data
+pipeline, so the teacher pays for little padding; the store keeps the input order. Shards are
 written whole or not at all, so a rerun after a crash redoes only the missing
 ones; worker w of N writes shards k = w (mod N).
 """
@@ -22,7 +22,6 @@ from distill import (config as config_lib, data, distribute, encoders, ensemble,
                      store as store_lib, tasks, text, transfer)
 from teachers import gate
 
-WINDOW_BATCHES = 16  # Examples are sorted by length within windows of 16 batches.
 # On a CPU a batch of 32 keeps a layer's activations in cache: BERT-Base labels 2x faster than
 # at 256 (benchmarks/RESULTS.md); accelerators want large batches.
 CPU_BATCH, ACCELERATOR_BATCH = 32, 256
@@ -67,34 +66,45 @@ def shard_windows(ds: tf.data.Dataset, slices: list[tuple[int, int]], window: in
             .map(lambda _, batch: batch))
 
 
-def encoded_windows(ds: tf.data.Dataset, packer: text.Packer):
-    """Windows of examples, tokenized in the input pipeline, as numpy dicts (raw text kept)."""
+def window_sizes(slices: list[tuple[int, int]], window: int) -> list[int]:
+    """The sizes of `shard_windows`' windows, in order."""
+    return [min(window, count - w) for _, count in slices for w in range(0, count, window)]
+
+
+def sorted_batches(windows: tf.data.Dataset, packer: text.Packer, batch_size: int) -> tf.data.Dataset:
+    """Each window sorted by length (`text.sorted_by_length`, as training sorts) and cut into
+    batches, tokenized in the input pipeline and padded to their own longest; raw text and
+    each example's `position` in its window are kept."""
+    def cut(window):
+        return tf.data.Dataset.from_tensor_slices(text.sorted_by_length(window)).batch(batch_size)
+
     def encode(batch):
-        return {**batch, **packer(batch)}
+        return {**batch, **packer(batch, multiple=text.PAD_MULTIPLE)}
 
-    for window in ds.map(encode, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2):
-        yield {k: v.numpy() for k, v in window.items()}
+    return windows.flat_map(cut).map(encode, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
 
 
-def bucketed_logits(fn, window: dict, batch_size: int, multiple: int = 8) -> np.ndarray:
-    """Runs `fn` on length-sorted batches of `window`; returns logits in the window's order.
-
-    Sorting within the window makes each batch's examples about equally long, so
-    a batch pads to little more than its own length (rounded up to `multiple`,
-    which bounds the number of distinct shapes); the order is then restored.
-    """
-    lengths = window["input_mask"].sum(axis=1)
-    order = np.argsort(lengths, kind="stable")
-    out = None
-    for i in range(0, len(order), batch_size):
-        idx = order[i:i + batch_size]
-        width = min(window["input_mask"].shape[1], -(-int(lengths[idx].max()) // multiple) * multiple)
-        batch = {n: tf.constant(window[n][idx, :width]) for n in encoders.INPUT_NAMES}
-        logits = fn(batch).numpy()
-        if out is None:
-            out = np.empty((len(order), logits.shape[1]), np.float32)
-        out[idx] = logits
-    return out
+def labeled_windows(batches, sizes: list[int], members: list, seconds: list[float]):
+    """Runs every member on each batch; yields each window in its original order as
+    (fields as numpy, [members' outputs]). `seconds[k]` adds up member k's time."""
+    batches = iter(batches)
+    for size in sizes:
+        parts, got = [], 0
+        while got < size:
+            batch = next(batches)
+            inputs = {n: batch[n] for n in encoders.INPUT_NAMES}
+            outputs = []
+            for k, member in enumerate(members):
+                t0 = time.time()
+                outputs.append(member(inputs).numpy())
+                seconds[k] += time.time() - t0
+            parts.append(({k: v.numpy() for k, v in batch.items()
+                           if k in ("id", "text_a", "text_b", "label", "position")}, outputs))
+            got += len(outputs[0])
+        order = np.argsort(np.concatenate([p["position"] for p, _ in parts]))
+        fields = {k: np.concatenate([p[k] for p, _ in parts])[order] for k in parts[0][0]}
+        outputs = [np.concatenate([o[k] for _, o in parts])[order] for k in range(len(members))]
+        yield fields, outputs
 
 
 def producer(cfg: config_lib.Config, teacher: dict, source: data.Source, filters: dict) -> dict:
@@ -138,59 +148,66 @@ def run(cfg: config_lib.Config, run_dir: str, worker: int = 0, num_workers: int 
     missing or corrupt."""
     task = tasks.get(cfg.task)
     paths = rundir.RunDir(run_dir, cfg)
-    store = paths.store
     if cfg.data.store:
-        manifest = store_lib.check(store, expect={"task": task.name})
-        print(f"[label] reusing the store {store} ({manifest['examples']} "
+        manifest = store_lib.check(paths.store, expect={"task": task.name})
+        print(f"[label] reusing the store {paths.store} ({manifest['examples']} "
               f"examples, teacher {store_lib.teacher_name(manifest)}); skipping")
         return manifest
-    teacher = rundir.done_record(paths.stage_dir("teacher"))  # Before reading any data.
-    if cfg.teacher.ensemble:
-        teacher = {**teacher, "members": [
-            rundir.done_record(paths.member(k).stage_dir("teacher"))["fingerprint"] for k in range(len(cfg.teacher.ensemble))]}
+    teacher = _teacher_record(cfg, paths)  # Before reading any data.
     model = None
-    if not _complete(store):  # A finished store was gated when it was made.
+    if not _complete(paths.store):  # A finished store was gated when it was made.
         model = _teacher(cfg, run_dir)
         gate.check(cfg, task, model, ensemble.describe(cfg, run_dir))
     source, filters = transfer.build(cfg.data, task)
-    writer = store_lib.Writer(store, producer(cfg, teacher, source, filters), source.total_examples,
-                            cfg.teacher.shard_size, task.num_outputs, task.is_regression,
-                            bytes_per_record=BYTES_PER_RECORD)
+    writer = store_lib.Writer(paths.store, producer(cfg, teacher, source, filters),
+                              source.total_examples, cfg.teacher.shard_size, task.num_outputs,
+                              task.is_regression, bytes_per_record=BYTES_PER_RECORD)
     pending = writer.pending(worker, num_workers)
     if not pending:
-        print(f"[label] store {store} has all its shards; skipping")
+        print(f"[label] store {paths.store} has all its shards; skipping")
         return writer.manifest
+    _write_shards(cfg, task, writer, pending, source, model or _teacher(cfg, run_dir))
+    return writer.manifest
+
+
+def _teacher_record(cfg: config_lib.Config, paths: rundir.RunDir) -> dict:
+    """The teacher stage's done record (with each ensemble member's fingerprint)."""
+    teacher = rundir.done_record(paths.stage_dir("teacher"))
+    if cfg.teacher.ensemble:
+        teacher = {**teacher, "members": [
+            rundir.done_record(paths.member(k).stage_dir("teacher"))["fingerprint"]
+            for k in range(len(cfg.teacher.ensemble))]}
+    return teacher
+
+
+def _write_shards(cfg: config_lib.Config, task: tasks.Task, writer: store_lib.Writer,
+                  pending: list[int], source: data.Source, model) -> None:
+    """Labels the `pending` shards in one pass over the source, length-sorted within windows."""
     slices = [writer.slice(k) for k in pending]
     todo = sum(count for _, count in slices)
-    model = model or _teacher(cfg, run_dir)
-    packer = text.packer(cfg.teacher, task.is_pair)
     print(f"[label] {source.total_examples} transfer examples in {len(writer.manifest['shards'])} "
-          f"shards; {len(pending)} to write ({todo} examples) into {store}")
+          f"shards; {len(pending)} to write ({todo} examples) into {writer.store}")
     batch_size = cfg.teacher.label_batch_size or default_batch_size()
-    windows = shard_windows(source.get_tfdata(), slices, batch_size * WINDOW_BATCHES)
-    bar = tqdm(total=todo, desc="label", unit="ex", dynamic_ncols=True, mininterval=1.0)
-
+    window = batch_size * config_lib.SORT_WINDOW
+    batches = sorted_batches(shard_windows(source.get_tfdata(), slices, window),
+                             text.packer(cfg.teacher, task.is_pair), batch_size)
     seconds = [0.0] * len(model.members)  # Labeling cost per teacher.
     weights = ensemble.weights(cfg) if cfg.teacher.ensemble else None
 
     def labeled_examples():
-        for window in encoded_windows(windows, packer):
-            outputs = []
-            for k, member in enumerate(model.members):
-                t0 = time.time()
-                outputs.append(bucketed_logits(member, window, batch_size))
-                seconds[k] += time.time() - t0
+        for fields, outputs in labeled_windows(batches, window_sizes(slices, window),
+                                               model.members, seconds):
             logits = outputs[0] if weights is None else ensemble.combine(
                 np.stack(outputs), cfg.teacher.combine, weights, task.is_regression).numpy()
             for i in range(len(logits)):
-                example = {"id": window["id"][i], "text_a": window["text_a"][i],
-                           "text_b": window["text_b"][i], "label": window["label"][i],
-                           "logits": logits[i]}
+                example = {k: fields[k][i] for k in ("id", "text_a", "text_b", "label")}
+                example["logits"] = logits[i]
                 if "member_logits" in writer.manifest:
                     example["member_logits"] = np.stack([o[i] for o in outputs])
                 yield example
             bar.update(len(logits))
 
+    bar = tqdm(total=todo, desc="label", unit="ex", dynamic_ncols=True, mininterval=1.0)
     with bar:  # Closed on errors too, so that an error message starts a line of its own.
         stream = labeled_examples()  # One pass over the source for all of this worker's shards.
         for k, (_, count) in zip(pending, slices):
@@ -198,7 +215,6 @@ def run(cfg: config_lib.Config, run_dir: str, worker: int = 0, num_workers: int 
     print("[label] teacher forward passes: " + ", ".join(
         f"{'member ' + str(k) if weights is not None else 'teacher'} {s:.1f} s "
         f"({todo / max(s, 1e-9):,.0f} ex/s)" for k, s in enumerate(seconds)))
-    return writer.manifest
 
 
 def _teacher(cfg: config_lib.Config, run_dir: str):

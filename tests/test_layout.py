@@ -34,3 +34,40 @@ def test_only_rundir_spells_out_the_run_directory():
             if path.name != "rundir.py":
                 found = [n for n in names if n in path.read_text()]
                 assert not found, (path, found)
+
+
+def _joined_literals(path: pathlib.Path) -> list[tuple[str, int]]:
+    """The string literals a file passes to os.path.join after its first argument."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call) and ast.unparse(node.func) == "os.path.join":
+            found += [(a.value, node.lineno) for a in node.args[1:]
+                      if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+    return found
+
+
+# Joins of a name the run directory also uses, for something that is no run directory.
+NOT_RUN_DIRECTORIES = {
+    ("distill/text.py", "assets"),  # A SavedModel's assets/ folder.
+    ("distill/convert.py", "encoder"),  # `distill convert --output DIR` writes DIR/encoder.
+    ("pipelines/cli.py", "encoder"),  # `distill mlm --output DIR` writes DIR/encoder ...
+    ("pipelines/cli.py", "train"),  # ... and DIR/train.
+}
+
+
+def test_every_run_directory_path_is_built_by_rundir():
+    """No module but distill/rundir.py joins a name of the run directory's layout onto a path
+    (the artifacts rundir names, and the stage table's directories)."""
+    from distill import stages
+
+    names = {v for v, _ in _joined_literals(pathlib.Path(ROOT, "distill", "rundir.py"))}
+    names |= {part for s in stages.STAGES if s.directory for part in s.directory.split("/")}
+    assert {"teachers", "cell.json", "trial.json", "teacher", "student"} <= names
+    built_elsewhere = []
+    for layer in ALLOWED:
+        for path in sorted(pathlib.Path(ROOT, layer).glob("*.py")):
+            rel = f"{layer}/{path.name}"
+            built_elsewhere += [(rel, line, v) for v, line in _joined_literals(path)
+                                if v in names and rel != "distill/rundir.py"
+                                and (rel, v) not in NOT_RUN_DIRECTORIES]
+    assert not built_elsewhere, built_elsewhere

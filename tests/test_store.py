@@ -123,42 +123,59 @@ def test_two_workers_make_the_same_store_as_one(tmp_path):
         assert (tmp_path / "multi" / name).read_bytes() == (tmp_path / "single" / name).read_bytes()
 
 
-def test_bucketed_labeling_restores_order_and_matches_unsorted():
-    rng = np.random.default_rng(0)
-    lengths = rng.integers(3, 40, size=50)
-    mask = (np.arange(40)[None, :] < lengths[:, None]).astype(np.int32)
-    window = {"input_word_ids": (rng.integers(5, 100, size=(50, 40)) * mask).astype(np.int32),
-              "input_mask": mask, "input_type_ids": np.zeros_like(mask)}
+def _texts(n, seed=0):
+    words = ["the", "good", "movie", "bad", "plot", "a"]
+    rng = np.random.default_rng(seed)
+    return [" ".join(rng.choice(words, size=rng.integers(1, 40))) for _ in range(n)]
+
+
+def _label_all(fn, texts, packer, batch_size, window):
+    """What labeling does: length-sorted windows, batched, reassembled in input order."""
+    ds = tf.data.Dataset.from_tensor_slices({
+        "id": [f"x/{i}" for i in range(len(texts))], "text_a": texts, "text_b": [""] * len(texts),
+        "label": [-1] * len(texts)})
+    slices = [(0, len(texts))]
+    batches = label.sorted_batches(label.shard_windows(ds, slices, window), packer, batch_size)
+    out = list(label.labeled_windows(batches, label.window_sizes(slices, window), [fn], [0.0]))
+    ids = np.concatenate([fields["id"] for fields, _ in out])
+    return ids, np.concatenate([o[0] for _, o in out])
+
+
+def test_sorted_labeling_restores_order_and_pads_per_batch(vocab_file):
+    from distill import text
+
+    texts = _texts(50)
+    packer = text.Packer(text.load(vocab_file), 64)
     seen_widths = []
 
     def fn(batch):  # Depends on each example's own tokens only, like a real encoder.
         seen_widths.append(batch["input_mask"].shape[1])
         ids = tf.cast(batch["input_word_ids"], tf.float32) * tf.cast(batch["input_mask"], tf.float32)
-        return tf.stack([tf.reduce_sum(ids, 1), tf.reduce_max(ids, 1)], axis=1)
+        return tf.stack([tf.reduce_sum(ids, 1), tf.reduce_sum(tf.cast(batch["input_mask"], tf.float32), 1)], 1)
 
-    got = label.bucketed_logits(fn, window, batch_size=8)
-    ids = window["input_word_ids"] * mask
-    np.testing.assert_allclose(got, np.stack([ids.sum(1), ids.max(1)], axis=1))
-    assert all(w % 8 == 0 for w in seen_widths) and min(seen_widths) < 40
+    ids, got = _label_all(fn, texts, packer, batch_size=8, window=24)
+    assert [i.decode() for i in ids] == [f"x/{i}" for i in range(50)]  # Input order kept.
+    whole = packer({"text_a": tf.constant(texts), "text_b": tf.constant([""] * 50)})
+    mask = whole["input_mask"].numpy()
+    np.testing.assert_allclose(got, np.stack([(whole["input_word_ids"].numpy() * mask).sum(1),
+                                              mask.sum(1)], 1))
+    assert all(w % 8 == 0 for w in seen_widths) and min(seen_widths) < max(seen_widths)
 
 
-def test_labeling_batch_size_does_not_change_the_soft_labels(tiny_encoder):
+def test_labeling_batch_size_does_not_change_the_soft_labels(tiny_encoder, vocab_file):
     """The CPU default batch (32) and the accelerator one (256) label alike: padding to another
     width is masked out, so only float rounding may differ."""
-    from distill import models
+    from distill import models, text
 
     model = models.build(tiny_encoder, 2, dropout=0.1)
-    rng = np.random.default_rng(0)
-    lengths = rng.integers(3, 60, size=300)
-    mask = (np.arange(64)[None, :] < lengths[:, None]).astype(np.int32)
-    window = {"input_word_ids": (rng.integers(1, 10, size=(300, 64)) * mask).astype(np.int32),
-              "input_mask": mask, "input_type_ids": np.zeros_like(mask)}
+    packer = text.Packer(text.load(vocab_file), 64)
+    texts = _texts(300, seed=1)
 
     def fn(batch):
         return model(batch, training=False)
 
-    small = label.bucketed_logits(fn, window, label.CPU_BATCH)
-    large = label.bucketed_logits(fn, window, label.ACCELERATOR_BATCH)
+    _, small = _label_all(fn, texts, packer, label.CPU_BATCH, label.CPU_BATCH * 16)
+    _, large = _label_all(fn, texts, packer, label.ACCELERATOR_BATCH, label.ACCELERATOR_BATCH * 16)
     np.testing.assert_allclose(small, large, rtol=1e-5, atol=1e-5)
     assert np.abs(small).max() > 1e-3  # Not trivially zero.
 

@@ -48,7 +48,9 @@ def test_guard_drops_dev_and_test_text_and_duplicates_on_a_single_sentence_task(
     assert [r["text_a"] for r in rows] == ["a fine film", "a dull film", "a new sentence",
                                            "another one"]
     assert report["sources"][1] == {"source": f"text:{text}", "read": 6, "sampled": 6,
-                                    "after_duplicates": 5, "contaminated": 3, "kept": 2}
+                                    "after_duplicates": 5, "contaminated": 3, "in_heldout": 0,
+                                    "kept": 2, "guarded": True}
+    assert report["sources"][0]["guarded"] is False  # D_L's train split: never guarded.
     assert report["contamination_guard"] is True
 
 
@@ -66,6 +68,66 @@ def test_guard_on_a_pair_task_checks_either_side_and_the_pair(tmp_path):
     rows, report = build(tmp_path, directory, [f"text:{pairs}"], "rte")
     assert [(r["text_a"], r["text_b"]) for r in rows] == [("Birds sing.", "Birds make sounds.")]
     assert report["sources"][0]["contaminated"] == 3
+
+
+def qqp_dir(tmp_path, test_repeats_train=True):
+    """Shaped like QQP: questions of train recur in test (GLUE's QQP test shares ~390,000)."""
+    directory = tmp_path / "QQP"
+    test = (["0\tHow do I learn Python?\tIs Python easy?", "1\tWhat is tea?\tWhat is coffee?"]
+            if test_repeats_train else ["0\tIs it late?\tIs it early?"])
+    header = "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate"
+    write(directory / "train.tsv", [header, "0\t1\t2\tHow do I learn Python?\tWhat is Python?\t0",
+                                    "1\t3\t4\tHow old is the moon?\tHow old is the Moon?\t1",
+                                    "2\t5\t6\tWhat is tea?\tWhy is the sky blue?\t0"])
+    write(directory / "dev.tsv", [header, "0\t7\t8\tWhat is rain?\tWhy is it wet?\t0"])
+    write(directory / "test.tsv", ["id\tquestion1\tquestion2", *test])
+    return directory
+
+
+def test_the_guard_never_filters_the_tasks_own_training_split(tmp_path):
+    directory = qqp_dir(tmp_path)
+    external = write(tmp_path / "pairs.txt", ["How do I learn Python?\tShould I?",  # test side
+                                              "What is a cat?\tWhat is a dog?"])
+    rows, report = build(tmp_path, directory, ["labeled:train", f"text:{external}"], "qqp")
+    # Both train pairs whose questions recur in test stay: train is D_L's own training data.
+    assert [r["text_a"] for r in rows] == ["How do I learn Python?", "How old is the moon?",
+                                           "What is tea?", "What is a cat?"]
+    assert [(r["contaminated"], r["kept"]) for r in report["sources"]] == [(0, 3), (1, 1)]
+
+
+def test_an_external_source_loses_what_the_carved_heldout_split_holds(tmp_path):
+    directory = qqp_dir(tmp_path, test_repeats_train=False)
+    probe = config.load(None, ["task=qqp", f"data.labeled=glue_dir:{directory}",
+                               "data.heldout_fraction=0.34"])
+    from distill import data
+
+    heldout = [ex for ex in data.labeled(probe.data, tasks.get("qqp"), data.HELDOUT)
+               .get_tfdata().as_numpy_iterator()]
+    assert len(heldout) == 1
+    planted = f"{heldout[0]['text_a'].decode()}\t{heldout[0]['text_b'].decode()}"
+    external = write(tmp_path / "planted.txt", [planted, "What is a cat?\tWhat is a dog?"])
+    rows, report = build(tmp_path, directory, ["labeled:train", f"text:{external}"], "qqp",
+                         "data.heldout_fraction=0.34")
+    assert report["sources"][0]["kept"] == 2  # labeled:train leaves the heldout example out.
+    assert report["sources"][1]["in_heldout"] == 1 and report["sources"][1]["kept"] == 1
+    assert planted.split("\t")[0] not in [r["text_a"] for r in rows[2:]]
+
+
+def test_duplicates_are_found_by_the_normalised_text_across_sources(tmp_path):
+    directory = sst2_dir(tmp_path)
+    text = write(tmp_path / "more.txt", ["A FINE FILM!", "a brand new line", "a brand-new line"])
+    rows, report = build(tmp_path, directory, ["labeled:train", f"text:{text}"])
+    assert [r["text_a"] for r in rows] == ["a fine film", "a dull film", "a brand new line"]
+    assert rows[0]["label"] == 1  # The first occurrence, D_L's labeled one, stays.
+    assert report["sources"][1]["after_duplicates"] == 1
+
+
+def test_a_source_that_is_all_dev_text_is_refused(tmp_path):
+    directory = sst2_dir(tmp_path)
+    copy = write(tmp_path / "copy.txt", [s.upper() for s in SST2_DEV])
+    with pytest.raises(UserError, match=r"data.transfer 'text:.*copy.txt': all 2 of its examples "
+                                        r"occur in the task's dev or test sets"):
+        build(tmp_path, directory, ["labeled:train", f"text:{copy}"])
 
 
 @pytest.mark.parametrize("entry", ["labeled:validation", "labeled:test", "text:{dir}/dev.tsv"])
@@ -192,6 +254,6 @@ def test_the_report_says_when_the_guard_was_off():
            "contaminated": 0, "kept": 872}
     off = "\n".join(report._transfer_lines({"contamination_guard": False, "sources": [row]}))
     assert "**contamination guard: OFF**" in off
-    assert "| `labeled:validation` | 872 | 872 | 872 | 0 | 872 |" in off
+    assert "| `labeled:validation` | 872 | 872 | 872 | 0 | 0 | 872 |" in off
     on = "\n".join(report._transfer_lines({"contamination_guard": True, "sources": [row]}))
     assert "contamination guard: on" in on and "OFF" not in on
