@@ -14,12 +14,15 @@ and refuses, without touching anything, a directory made from other inputs.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import glob
 import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
+import time
 from typing import Callable
 
 import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
@@ -269,6 +272,126 @@ def done_record(stage_dir: str) -> dict:
                         f"(or `distill run` for the whole recipe).")
     with open(path) as f:
         return json.load(f)
+
+
+# ----------------------------------------------------------------------------- one command per directory
+
+LOCK = ".lock"  # In a run directory while a command writes into it: who holds it, and since when.
+
+
+def _holder(path: str) -> str:
+    try:
+        with open(path) as f:
+            who = json.load(f)
+        return (f"process {who['pid']} (`{who['command']}`), running since {who['since']}")
+    except (OSError, ValueError, KeyError):
+        return "another process"
+
+
+def _held_by_other(path: str) -> bool:
+    """Whether a live process holds the lock at `path` (a dead one's lock is free: the kernel
+    released its flock when it died)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def lock(directory: str, shared: bool = False):
+    """Holds `directory` for this command: another live command on it, or on a directory
+    above it, is refused at once with its pid, command and start time.
+
+    Args:
+      shared: several cooperating processes may hold it together (the workers of one
+        labeling job, or of multi-worker training); an exclusive holder still refuses them.
+
+    A killed holder's lock is free again (flock dies with its process), so it is taken
+    over without asking. The lock file goes when the command ends, and so does the
+    directory if the command made it and left nothing else in it.
+
+    Raises:
+      UserError: naming the live holder; nothing was written.
+    """
+    directory = os.path.abspath(directory)
+    for parent in _ancestors(directory):
+        if _held_by_other(os.path.join(parent, LOCK)):
+            raise UserError(f"{parent} is in use by {_holder(os.path.join(parent, LOCK))}, and "
+                            f"{directory} is inside it; wait for it to finish (or stop it) and "
+                            f"rerun. Nothing was written.")
+    created = not os.path.isdir(directory)
+    path = os.path.join(directory, LOCK)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fd = _acquire(path, shared)
+    except OSError as e:
+        raise UserError(f"Output directory {directory} is not writable ({e.strerror}); expected "
+                        f"a directory this user can create files in.") from e
+    if fd is None:
+        if created:
+            shutil.rmtree(directory, ignore_errors=True)
+        raise UserError(f"{directory} is in use by {_holder(path)}; two commands must not write "
+                        f"one run directory. Wait for it to finish (or stop it), or use another "
+                        f"--output. Nothing was written.")
+    try:
+        yield
+    finally:
+        _release(fd, path, shared, directory if created else None)
+
+
+def _ancestors(directory: str) -> list[str]:
+    parents, parent = [], os.path.dirname(directory)
+    while parent != os.path.dirname(parent):
+        parents.append(parent)
+        parent = os.path.dirname(parent)
+    return parents
+
+
+def _acquire(path: str, shared: bool) -> int | None:
+    """The lock file's descriptor, locked; None if a live process holds it otherwise."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        if os.path.exists(path) and os.stat(path).st_ino == os.fstat(fd).st_ino:
+            break
+        os.close(fd)  # Its holder removed it as we opened it: lock the new file instead.
+    if not shared or os.fstat(fd).st_size == 0:
+        record = json.dumps({"pid": os.getpid(), "command": " ".join(["distill", *sys.argv[1:]]),
+                             "since": time.strftime("%Y-%m-%d %H:%M:%S")})
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, record.encode(), 0)
+    return fd
+
+
+def _release(fd: int, path: str, shared: bool, made: str | None) -> None:
+    try:
+        if not shared or _try_exclusive(fd):  # The last of a shared group removes it.
+            os.unlink(path)
+            if made and not os.listdir(made):
+                os.rmdir(made)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _try_exclusive(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
 
 
 # ----------------------------------------------------------------------------- atomic writes

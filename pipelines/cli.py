@@ -18,6 +18,7 @@ C++ log lines and the libraries' warnings.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import sys
@@ -222,8 +223,22 @@ COMMANDS = {"demo": _demo, "inspect": _inspect, "export": _export, "mlm": _mlm,
             "convert": _convert, "run": _over_runs, "sweep": _over_runs, "reproduce": _over_runs}
 
 
+def _locked_directory(args) -> tuple[str | None, bool]:
+    """The run directory a command writes into, and whether cooperating processes share it
+    (labeling workers, multi-worker training); None for commands that write no run directory."""
+    if args.command in ("convert", "mlm", "inspect"):
+        return None, False
+    directory = args.run_dir if args.command == "export" else args.output
+    workers = getattr(args, "num_workers", None) or 1
+    return directory, workers > 1 or "TF_CONFIG" in os.environ
+
+
 def _dispatch(args) -> None:
-    COMMANDS.get(args.command, _stage)(args)
+    from distill import rundir
+
+    directory, shared = _locked_directory(args)
+    with rundir.lock(directory, shared) if directory else contextlib.nullcontext():
+        COMMANDS.get(args.command, _stage)(args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,7 @@ import importlib
 import time
 from typing import Callable
 
-from distill import config as config_lib, distribute, preflight, rundir, stages, store
+from distill import config as config_lib, distribute, ensemble, preflight, rundir, stages, store
 
 
 def runner(name: str) -> Callable:
@@ -41,10 +41,12 @@ def shared_settings(shared_dir: str, cfg: config_lib.Config) -> dict:
     """The settings that make a run of `cfg` reuse the teacher (each member of an ensemble)
     and the store in `shared_dir`."""
     shared = rundir.RunDir(shared_dir, cfg)
+    # A teacher given ready (`teacher.finetuned`, also per member) stays the one runs use.
     if cfg.teacher.ensemble:
         teacher = {"teacher.ensemble": [
-            {"finetuned": shared.member(k).teacher_model} for k in range(len(cfg.teacher.ensemble))]}
-    else:  # A teacher given ready (teacher.finetuned) stays the one the runs use.
+            {"finetuned": rundir.RunDir(shared.member(k).root, member).teacher_model}
+            for k, member in enumerate(ensemble.member_configs(cfg))]}
+    else:
         teacher = {"teacher.finetuned": shared.teacher_model}
     return {**teacher, "data.store": shared.store}
 

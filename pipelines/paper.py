@@ -25,7 +25,7 @@ import traceback
 import typing
 
 from distill import config as config_lib, data, metrics, preflight, rundir, store, tasks
-from distill.errors import UserError
+from distill.errors import PartialFailure, UserError
 from pipelines import demo, glue, sweep, tables
 from students import evaluate, presets
 
@@ -164,7 +164,14 @@ def run(cfg: config_lib.Config, output: str) -> dict:
             cells[key] = run_cell(task_config, overrides, cell_dir(output, key), teacher,
                                   shared if grid.search else None)
     distilling = {m for m, method in METHODS.items() if "distill" in method.stages}
-    return tables.write_tables(cfg, cells, output, baselines, teachers, store_sizes, distilling)
+    summary = tables.write_tables(cfg, cells, output, baselines, teachers, store_sizes, distilling)
+    if summary["failed"]:
+        raise PartialFailure(
+            f"{len(summary['failed'])} of {summary['cells']} grid cells failed (the tables of the "
+            f"{summary['done']} that finished are in {output}; rerun to retry the failed ones):\n"
+            + "\n".join(f"  {cell}: {error.splitlines()[0]}" for cell, error in
+                         summary["failed"].items()))
+    return summary
 
 
 def teacher_results(cfg: config_lib.Config, shared: str) -> dict:

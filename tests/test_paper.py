@@ -9,6 +9,7 @@ import pytest
 from conftest import ok, run_cli
 
 from distill import config
+from distill.errors import PartialFailure
 from pipelines import paper, tables
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,7 +31,11 @@ def test_demo_grid_all_methods_resumes_and_records_failures(tmp_path):
                 "{'name': 'broken', 'encoder': '{assets}/no_such_encoder'}]")
     cfg = config.load(GRID, SMALL + [students, "grid.transfer_sizes=[100]"])
     out = str(tmp_path / "grid")
-    summary = paper.run(cfg, out)
+    with pytest.raises(PartialFailure, match=r"^7 of 16 grid cells failed") as failure:
+        paper.run(cfg, out)
+    assert all("no_such_encoder" in line for line in str(failure.value).splitlines()[1:])
+    assert len(str(failure.value).splitlines()) == 8  # One line per failed cell.
+    summary = json.load(open(os.path.join(out, "grid.json")))
     # L-1: 5 methods on the whole store + 4 that distil on 100 of its examples (not PF);
     # "broken": 4 methods (no truncated teacher for TT) + 3, all failed.
     assert summary["cells"] == 16 and summary["done"] == 9
@@ -99,8 +104,10 @@ def test_demo_grid_all_methods_resumes_and_records_failures(tmp_path):
 
     pdf = os.path.join(cell(out, "PDF"), "cell.json")
     stamp = os.path.getmtime(pdf)
-    again = paper.run(cfg, out)
-    assert again["done"] == 9 and os.path.getmtime(pdf) == stamp
+    with pytest.raises(PartialFailure):  # The broken cells are tried again, and fail again.
+        paper.run(cfg, out)
+    assert json.load(open(os.path.join(out, "grid.json")))["done"] == 9
+    assert os.path.getmtime(pdf) == stamp
     assert json.load(open(pdf))["status"] == "done"
 
 
@@ -175,3 +182,32 @@ def test_the_readme_defines_every_method_as_the_grid_runs_it():
     for name, method in paper.METHODS.items():
         row = next(line for line in readme.splitlines() if line.startswith(f"| {name} | "))
         assert row.endswith(f"| {method.definition} |"), name
+
+
+@pytest.mark.large
+def test_a_grid_on_a_given_teacher_runs_its_cells_and_a_failed_cell_fails_the_command(
+        tmp_path, capsys):
+    """A teacher fine-tuned elsewhere (`teacher.finetuned`) is every cell's teacher; a cell
+    that fails makes `distill reproduce` exit 1, naming it, with the other tables written."""
+    from distill import models
+    from pipelines import cli, demo
+
+    out = tmp_path / "grid"
+    assets = demo.ensure_assets(str(out / "assets"))
+    given = models.export(models.build(assets["teacher"], 2, dropout=0.0),
+                          str(tmp_path / "given_teacher"), {"task": "sst2"})
+    students = ("grid.students=[{'name': 'L-2_H-64', 'encoder': '{assets}/student_encoder'}, "
+                "{'name': 'broken', 'encoder': '{assets}/no_such_encoder'}]")
+    overrides = SMALL[0][:-1] + f", 'teacher.finetuned={given}']"
+    status = cli.main(["reproduce", GRID, "--output", str(out), "--set", overrides,
+                       "--set", students, "--set", "grid.methods=['PD']",
+                       "--set", "grid.transfer_sizes=[]"])
+    err = capsys.readouterr().err
+    assert status == 1, err[-2000:]
+    assert "distill: 1 of 2 grid cells failed" in err and "sst2/broken/PD/0: " in err
+    done = json.load(open(cell(str(out), "PD", student="L-2_H-64") + "/cell.json"))
+    assert done["status"] == "done"
+    teacher = json.load(open(cell(str(out), "PD", student="L-2_H-64") + "/teacher/done.json"))
+    assert teacher["summary"]["supplied"] == given  # The given teacher, not one trained here.
+    assert not os.path.exists(out / "shared" / "sst2" / "teacher" / "model")
+    assert os.path.isfile(out / "methods_sst2.csv")
