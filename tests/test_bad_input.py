@@ -9,10 +9,13 @@ import json
 import os
 import pathlib
 import shutil
+import subprocess
+import sys
+import time
 
 import pytest
 
-from conftest import write
+from conftest import ROOT, write
 from pipelines import cli
 
 SST2_HEADER = "sentence\tlabel"
@@ -33,13 +36,17 @@ def snapshot(*roots):
             for root in roots for p in pathlib.Path(root).rglob("*") if p.is_file()}
 
 
-def refused(argv, message, capsys, *watched):
-    """Runs `distill ARGV`; checks status 2, one error line with `message`, nothing changed.
+def refused(argv, message, capsys, *watched, seconds=None):
+    """Runs `distill ARGV`; checks status 2, one error line with `message`, nothing changed
+    (and, with `seconds`, that the refusal came within that time).
 
     Returns the error line."""
     before = snapshot(*watched)
+    t0 = time.time()
     status = cli.main([str(a) for a in argv])
+    took = time.time() - t0
     err = capsys.readouterr().err
+    assert seconds is None or took < seconds, f"refused after {took:.1f} s"
     assert status == 2, err[-2000:]
     assert "Traceback" not in err
     lines = [line for line in err.splitlines() if line.startswith("distill: error:")]
@@ -227,3 +234,60 @@ def test_relabeling_rewrites_a_corrupt_shard(prepared, small_task, tmp_path):
         if not name.startswith("."):
             assert (run / "store" / name).read_bytes() == \
                 (prepared / "store" / name).read_bytes(), name
+
+
+def run_on(run, small_task, *sets):
+    """`distill run` into `run` with a teacher to fine-tune (nothing supplied ready)."""
+    return ["run", "configs/demo.yaml", "--output", run, *small_task["sets"],
+            "--set", "teacher.finetuned=null", *[x for s in sets for x in ("--set", s)]]
+
+
+@pytest.mark.parametrize("setting,message", [
+    ("student.distill.learning_rate=-0.001",
+     "student.distill.learning_rate: expected a value > 0; received -0.001"),
+    ("teacher.train.warmup=1.0", "teacher.train.warmup: expected a value in [0, 1); received 1.0"),
+    ("student.finetune.batch_size=0", "student.finetune.batch_size: expected a value >= 1"),
+    ("data.max_transfer_examples=0", "data.max_transfer_examples: expected a value >= 1"),
+    ("student.mlm.train.epochs=0", "student.mlm.train.epochs: expected a value > 0"),
+    ("student.distill.temperature=nan", "student.distill.temperature: expected a value > 0; "
+                                        "received nan"),
+    ("student.stages=['finetune', 'distill']", "student.stages: expected a non-empty list from "
+                                               "['distill', 'finetune'], in that order"),
+    ("sweep.oracle=annealing", "sweep.oracle: expected one of ['random', 'bayesian', "
+                               "'hyperband', 'grid']"),
+    ("grid.transfer_sizes=[0]", "grid.transfer_sizes[0]: expected a positive number"),
+], ids=lambda v: v.split("=")[0] if "=" in v else None)
+def test_a_value_outside_its_range(setting, message, small_task, tmp_path, capsys):
+    run = tmp_path / "run"
+    refused(run_on(run, small_task, setting), message, capsys, tmp_path, seconds=10)
+    assert not run.exists()
+
+
+def test_a_transfer_file_that_copies_the_dev_set_is_refused_before_the_teacher(
+        small_task, tmp_path, capsys):
+    dev = pathlib.Path(small_task["glue_dir"], "dev.tsv").read_text().splitlines()[1:]
+    copy = write(tmp_path / "dev_copy.txt", [line.rsplit("\t", 1)[0] for line in dev])
+    run = tmp_path / "run"
+    line = refused(run_on(run, small_task, f"data.transfer=['text:{copy}']"),
+                   f"data.transfer 'text:{copy}': all {len(dev)} of its examples occur in the "
+                   f"task's dev or test sets", capsys, tmp_path, seconds=10)
+    assert "Nothing was written" in line and not run.exists()
+
+
+def test_a_second_command_on_a_run_directory_in_use(small_task, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "notes.txt").write_text("earlier work")
+    code = ("import sys, time; sys.argv = ['distill', 'run', 'configs/demo.yaml']\n"
+            "from distill import rundir\n"
+            f"with rundir.lock({str(run)!r}):\n    print('held', flush=True); time.sleep(120)")
+    holder = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        refused(run_on(run, small_task), f"{run} is in use by process {holder.pid} "
+                                         f"(`distill run configs/demo.yaml`)",
+                capsys, run, seconds=10)
+    finally:
+        holder.kill()
+        holder.wait()
