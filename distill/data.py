@@ -187,15 +187,14 @@ def _glue_tsv(directory: str, task: tasks_lib.Task, split_name: str) -> Source:
     return Source(f"glue_dir:{directory}", split.name, len(rows["id"]), _from_rows(rows, task))
 
 
-def plain_lines(paths: list[str]) -> tuple[tf.data.Dataset, int]:
-    """Unlabeled text for MLM: every non-empty line of `paths`, checked, then streamed.
+def plain_lines(paths: list[str]) -> list[int]:
+    """Unlabeled text for MLM: every line of `paths` checked; returns each file's line count.
 
-    Returns:
-      (dataset of strings in file order, number of lines).
+    Read them with `lines`.
     """
     if not paths:
         raise UserError("No text files given; expected at least one file with one text per line.")
-    count = 0
+    count, counts = 0, []
     for path in paths:
         if not os.path.isfile(path):
             raise UserError(f"Text file {path} does not exist.")
@@ -203,8 +202,13 @@ def plain_lines(paths: list[str]) -> tuple[tf.data.Dataset, int]:
             if not line.strip():
                 raise UserError(f"{path}:{number}: empty line; expected one text per line.")
             count += 1
-    lines = tf.data.TextLineDataset(list(paths)).map(lambda l: tf.strings.regex_replace(l, "\r$", ""))
-    return lines, count
+        counts.append(count - sum(counts))
+    return counts
+
+
+def drop_cr(line: tf.Tensor) -> tf.Tensor:
+    """A line read by `tf.data.TextLineDataset` without the `\r` of a `\r\n` ending."""
+    return tf.strings.regex_replace(line, "\r$", "")
 
 
 def _text_lines(path: str, task: tasks_lib.Task) -> Source:

@@ -20,6 +20,7 @@ import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
 import numpy as np
 import tensorflow as tf
 
+from distill import mixing
 from distill.errors import UserError
 from distill.rundir import atomic_path, check_writable, output_errors, write_json_atomic
 
@@ -264,27 +265,47 @@ def read(store: str, expect: dict | None = None, verify_checksums: bool = True,
          parallel_reads: int = 4) -> tuple[tf.data.Dataset, dict]:
     """Opens a store as a `tf.data.Dataset` of parsed records, after `check`.
 
-    Shards are interleaved `parallel_reads` at a time; order is deterministic.
+    Shards are interleaved `parallel_reads` at a time; order is deterministic (training
+    reads `read_mixed` instead).
     """
     manifest = check(store, expect, verify_checksums)
     files = [os.path.join(store, s["file"]) for s in manifest["shards"]]
-    spec = feature_spec(manifest["num_outputs"], manifest["task_type"] == "regression",
-                        manifest.get("member_logits", 0))
     ds = tf.data.Dataset.from_tensor_slices(files).interleave(
         tf.data.TFRecordDataset, cycle_length=min(parallel_reads, len(files)),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return _parse(ds, manifest), manifest
+
+
+def _parse(records: tf.data.Dataset, manifest: dict) -> tf.data.Dataset:
+    spec = feature_spec(manifest["num_outputs"], manifest["task_type"] == "regression",
+                        manifest.get("member_logits", 0))
     # Parsing 256 records at a time is several times faster than one by one.
-    parsed = ds.batch(256).map(lambda r: tf.io.parse_example(r, spec),
-                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return parsed.unbatch(), manifest
+    parsed = records.batch(256).map(lambda r: tf.io.parse_example(r, spec),
+                                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return parsed.unbatch()
 
 
-def subsample(dataset: tf.data.Dataset, total: int, size: int, seed: int) -> tf.data.Dataset:
-    """`size` of a store's `total` records, drawn with `seed`, in store order.
-
-    The paper's transfer-size experiment: a smaller transfer set without labeling again.
-    """
+def subsample_mask(total: int, size: int, seed: int) -> np.ndarray:
+    """Which `size` of a store's `total` records a subsample keeps, drawn with `seed`: the
+    paper's transfer-set-size experiment, a smaller transfer set without labeling again."""
     keep = np.zeros(total, bool)
     keep[np.random.default_rng(seed).choice(total, size, replace=False)] = True
-    mask = tf.constant(keep)
-    return dataset.enumerate().filter(lambda i, _: mask[i]).map(lambda _, example: example)
+    return keep
+
+
+def read_mixed(store: str, manifest: dict, seed: int, keep: np.ndarray | None = None
+               ) -> tf.data.Dataset:
+    """The store's records (those `keep` flags, by store position), in a uniform mix drawn
+    with `seed` (`distill/mixing.py`): what each training epoch reads. `manifest` is the
+    store's, checked before."""
+    files = [os.path.join(store, s["file"]) for s in manifest["shards"]]
+    counts = [s["records"] for s in manifest["shards"]]
+
+    def open_shard(path):  # Small buffers: one reader is open per segment.
+        return tf.data.TFRecordDataset(path, buffer_size=64 * 1024)
+
+    records = mixing.mixed(files, counts, open_shard, seed)
+    if keep is not None:
+        mask = tf.constant(keep)
+        records = records.filter(lambda i, _: mask[i])
+    return _parse(records.map(lambda _, record: record), manifest)

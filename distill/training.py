@@ -84,7 +84,8 @@ SHUFFLE_BUFFER = 10_000  # Examples held by each shuffle (training and MLM).
 
 
 def batches(dataset: tf.data.Dataset, packer: text_lib.Packer, batch_size: int,
-            shuffle_seed: int | None = None, sort_window: int = 1) -> tf.data.Dataset:
+            shuffle_seed: int | None = None, sort_window: int = 1,
+            buffer: int = SHUFFLE_BUFFER) -> tf.data.Dataset:
     """Examples -> shuffled (if seeded), batched, tokenized batches, padded per batch.
 
     With `sort_window` > 1, shuffled batches come from windows of that many
@@ -92,25 +93,32 @@ def batches(dataset: tf.data.Dataset, packer: text_lib.Packer, batch_size: int,
     then pads to little more than its own examples' length instead of the longest
     of a random draw. The number of batches stays ceil(examples / batch_size), and
     the order depends only on the seed, so a resumed run skips exactly the batches
-    it had done.
+    it had done. `buffer` examples are shuffled at a time: a set read in a uniform mix
+    (`distill/mixing.py`) needs no more than the default; the whole set is one full
+    permutation.
     """
-    if shuffle_seed is not None:
-        dataset = dataset.shuffle(SHUFFLE_BUFFER, seed=shuffle_seed, reshuffle_each_iteration=False)
-    if shuffle_seed is not None and sort_window > 1:
-        def by_length(window):
-            ordered = text_lib.sorted_by_length(window)
-            del ordered["position"]
-            return ordered
-
-        dataset = (dataset.batch(batch_size * sort_window).map(by_length)
-                   .unbatch().batch(batch_size)
-                   .shuffle(sort_window, seed=shuffle_seed, reshuffle_each_iteration=False))
-    else:
-        dataset = dataset.batch(batch_size)
+    dataset = raw_batches(dataset, batch_size, shuffle_seed, sort_window, buffer)
     full = isinstance(tf.distribute.get_strategy(), tf.distribute.TPUStrategy)  # Fixed shapes.
     encode = functools.partial(packer, full_length=full, multiple=text_lib.PAD_MULTIPLE)
     dataset = dataset.map(encode, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def raw_batches(dataset: tf.data.Dataset, batch_size: int, shuffle_seed: int | None = None,
+                sort_window: int = 1, buffer: int = SHUFFLE_BUFFER) -> tf.data.Dataset:
+    """`batches` before tokenization: batches of raw examples, in the training order."""
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(buffer, seed=shuffle_seed, reshuffle_each_iteration=False)
+    if shuffle_seed is None or sort_window <= 1:
+        return dataset.batch(batch_size)
+
+    def by_length(window):
+        ordered = text_lib.sorted_by_length(window)
+        del ordered["position"]
+        return ordered
+
+    return (dataset.batch(batch_size * sort_window).map(by_length).unbatch().batch(batch_size)
+            .shuffle(sort_window, seed=shuffle_seed, reshuffle_each_iteration=False))
 
 
 def _numbers(batch: dict) -> dict:

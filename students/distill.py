@@ -29,18 +29,16 @@ def run(cfg: config_lib.Config, run_dir: str) -> dict:
     examples = sample or manifest["examples"]
 
     def work() -> dict:
-        dataset, _ = store.read(paths.store, verify_checksums=False)  # Checked just above.
-        if sample:
-            dataset = store.subsample(dataset, manifest["examples"], sample, cfg.seed)
+        keep = store.subsample_mask(manifest["examples"], sample, cfg.seed) if sample else None
         print(f"[distill] {cfg.student.encoder} ({cfg.student.init}) on {examples} "
               f"soft labels from {paths.store} (teacher {store.teacher_name(manifest)})")
         model = student_model.build(cfg, task, "distill")
         packer = text.packer(cfg.student, task.is_pair)
 
-        def make_dataset(epoch):
-            return training.batches(dataset, packer, kd.batch_size,
-                                    shuffle_seed=training.epoch_seed(cfg.seed, epoch),
-                                    sort_window=kd.sort_window)
+        def make_dataset(epoch):  # Each epoch a uniform mix of the whole store (distill/mixing.py).
+            seed = training.epoch_seed(cfg.seed, epoch)
+            return training.batches(store.read_mixed(paths.store, manifest, seed, keep), packer,
+                                    kd.batch_size, shuffle_seed=seed, sort_window=kd.sort_window)
 
         def loss_fn(logits, batch):
             return losses.total(logits, batch["logits"], batch["label"], loss=kd.loss,

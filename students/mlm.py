@@ -8,8 +8,10 @@ is BERT's (Devlin et al. 2019, Sec. 3.1): 15% of word pieces are selected, never
 [CLS]/[SEP]/[PAD] (tensorflow-text takes ceil(15%) of each sequence where BERT's
 data script rounds; the same on long inputs); of those 80% become [MASK], 10% a
 random token, 10% stay.
-It is drawn anew every time a batch is made, so each epoch sees new masks
-(dynamic masking, Liu et al. 2019). The result is exported in the same TF Hub
+It is drawn anew for every batch of every epoch, so each epoch sees new masks
+(dynamic masking, Liu et al. 2019), from a seed (the epoch's and the batch's number), so
+the same command gives the same masks. Each epoch reads a uniform mix of all the text
+files (`distill/mixing.py`); the heldout texts are a seeded draw from all of them. The result is exported in the same TF Hub
 encoder format, `.mlm` included, so it plugs into `distill run` as the student;
 the pipeline runs it as its first stage when `student.mlm.data` is set.
 """
@@ -19,12 +21,14 @@ import os
 import shutil
 
 import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
+import numpy as np
 import tensorflow as tf
 import tensorflow_hub as hub
 import tensorflow_text as tf_text
 import tf_keras as keras
 
-from distill import config as config_lib, data, distribute, encoders, handles, rundir, text, training
+from distill import (config as config_lib, data, distribute, encoders, handles, mixing, rundir,
+                     text, training)
 from distill.errors import UserError
 
 MLM_INPUTS = (*encoders.INPUT_NAMES, "masked_lm_positions")
@@ -37,25 +41,57 @@ def _special_ids(vocab_file: str) -> dict:
     return {t: vocab.index(t) for t in text.SPECIAL_TOKENS} | {"size": len(vocab)}
 
 
+class SeededMaskValues(tf_text.MaskValuesChooser):
+    """BERT's 80% [MASK] / 10% random token / 10% unchanged, drawn from `seed` (stateless): the
+    same batch gets the same masks whatever the thread timing of a parallel map."""
+
+    def __init__(self, vocab_size: int, mask_token: int, seed: tf.Tensor):
+        super().__init__(vocab_size, mask_token, mask_token_rate=0.8, random_token_rate=0.1)
+        self.seed = seed
+
+    def get_mask_values(self, masked_lm_ids):
+        flat = masked_lm_ids.flat_values
+        draw = tf.random.stateless_uniform(tf.shape(flat), seed=self.seed)
+        random_ids = tf.random.stateless_uniform(tf.shape(flat), seed=self.seed + [0, 1],
+                                                 maxval=self.vocab_size, dtype=flat.dtype)
+        values = tf.where(draw < 0.8, tf.cast(self.mask_token, flat.dtype),
+                          tf.where(draw < 0.9, random_ids, flat))
+        return masked_lm_ids.with_flat_values(values)
+
+
+def _seeded_shuffle(seed: tf.Tensor):
+    """A stateless shuffle for tensorflow-text's selector; each row's draw also depends on its
+    first position (rows are shuffled one at a time)."""
+    def shuffle(positions):
+        first = tf.cast(tf.reduce_min(tf.concat([positions, [0]], 0)), tf.int64)
+        draw = tf.random.stateless_uniform(tf.shape(positions), seed=seed + [0, 7919 * first + 2])
+        return tf.gather(positions, tf.argsort(draw))
+    return shuffle
+
+
 class Masker:
-    """Raw text batches -> masked encoder inputs with `masked_lm_{positions,ids,weights}`."""
+    """Raw text batches and a seed -> masked encoder inputs with `masked_lm_{positions,ids,
+    weights}`; the masks depend on the seed alone (`tf.random` stateless ops)."""
 
     def __init__(self, preprocessor, vocab_file: str, seq_length: int, max_predictions: int,
                  selection_rate: float = 0.15):
         ids = _special_ids(vocab_file)
         self.preprocessor, self.ids = preprocessor, ids
         self.seq_length, self.max_predictions = seq_length, max_predictions
-        self.selector = tf_text.RandomItemSelector(
-            max_selections_per_batch=max_predictions, selection_rate=selection_rate,
-            unselectable_ids=[ids["[CLS]"], ids["[SEP]"], ids["[PAD]"]])
-        self.chooser = tf_text.MaskValuesChooser(ids["size"], ids["[MASK]"], mask_token_rate=0.8,
-                                                 random_token_rate=0.1)
+        self.selection_rate = selection_rate
 
-    def __call__(self, texts: tf.Tensor) -> dict:
+    def __call__(self, texts: tf.Tensor, seed) -> dict:
+        """Args: texts, a batch of strings; seed, two integers (e.g. epoch seed, batch)."""
+        seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
+        selector = tf_text.RandomItemSelector(
+            max_selections_per_batch=self.max_predictions, selection_rate=self.selection_rate,
+            unselectable_ids=[self.ids["[CLS]"], self.ids["[SEP]"], self.ids["[PAD]"]],
+            shuffle_fn=_seeded_shuffle(seed))
+        chooser = SeededMaskValues(self.ids["size"], self.ids["[MASK]"], seed + [1, 0])
         tokens = self.preprocessor.tokenize(texts).merge_dims(-2, -1)[:, : self.seq_length - 2]
         ids, _ = tf_text.combine_segments([tf.cast(tokens, tf.int32)], self.ids["[CLS]"],
                                           self.ids["[SEP]"])
-        masked, positions, targets = tf_text.mask_language_model(ids, self.selector, self.chooser)
+        masked, positions, targets = tf_text.mask_language_model(ids, selector, chooser)
         word_ids, mask = tf_text.pad_model_inputs(masked, max_seq_length=self.seq_length)
         positions, weights = tf_text.pad_model_inputs(positions, max_seq_length=self.max_predictions)
         targets, _ = tf_text.pad_model_inputs(targets, max_seq_length=self.max_predictions)
@@ -116,19 +152,33 @@ def train(handle: str, text_files: list[str], encoder_dir: str, workdir: str,
     loaded, model = _load_mlm(handle)
     vocab = loaded.vocab_file.asset_path.numpy().decode()
     preprocessor = text.WordPiecePreprocessor(vocab, bool(loaded.do_lower_case.numpy()))
-    lines, count = data.plain_lines(text_files)
+    counts = data.plain_lines(text_files)
+    count = sum(counts)
     n_heldout = max(1, int(count * mlm.heldout))
+    # The heldout texts: a seeded draw from all the files, not the last file's tail.
+    is_heldout = np.zeros(count, bool)
+    is_heldout[np.random.default_rng(seed).choice(count, n_heldout, replace=False)] = True
+    heldout_mask = tf.constant(is_heldout)
     masker = Masker(preprocessor, vocab, seq_length, max_predictions)
 
-    def heldout_batches():
-        tf.random.set_seed(seed)  # The same masks at every evaluation.
-        return lines.skip(count - n_heldout).batch(schedule.batch_size).map(masker)
+    def masked(epoch_seed):
+        return lambda i, texts: masker(texts, tf.stack([tf.constant(epoch_seed, tf.int64), i]))
 
-    def make_dataset(epoch):
-        return (lines.take(count - n_heldout)
-                .shuffle(training.SHUFFLE_BUFFER, seed=training.epoch_seed(seed, epoch),
-                         reshuffle_each_iteration=False)
-                .batch(schedule.batch_size).map(masker, num_parallel_calls=tf.data.AUTOTUNE)
+    def heldout_batches():  # In file order, with the same masks at every evaluation.
+        texts = tf.data.TextLineDataset(list(text_files))
+        return (tf.data.Dataset.zip((tf.data.Dataset.range(count), texts))
+                .filter(lambda i, _: heldout_mask[i]).map(lambda _, t: data.drop_cr(t))
+                .batch(schedule.batch_size).enumerate().map(masked(-1 - seed)))
+
+    def make_dataset(epoch):  # Each epoch a uniform mix of every file (distill/mixing.py).
+        epoch_seed = training.epoch_seed(seed, epoch)
+        texts = (mixing.mixed(list(text_files), counts, tf.data.TextLineDataset, epoch_seed)
+                 .filter(lambda i, _: tf.logical_not(heldout_mask[i]))
+                 .map(lambda _, t: data.drop_cr(t)))
+        return (texts.shuffle(training.SHUFFLE_BUFFER, seed=epoch_seed,
+                              reshuffle_each_iteration=False)
+                .batch(schedule.batch_size).enumerate()
+                .map(masked(epoch_seed), num_parallel_calls=tf.data.AUTOTUNE)
                 .prefetch(tf.data.AUTOTUNE))
 
     before = heldout_loss(model, heldout_batches())

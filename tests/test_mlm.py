@@ -22,7 +22,7 @@ def test_masking_statistics_match_bert(tmp_path):
     masker = mlm.Masker(text.load(vocab), vocab, seq_length=128, max_predictions=20)
     selected = selectable = masked = randomised = kept = 0
     for i in range(0, len(lines), 100):
-        b = {k: v.numpy() for k, v in masker(tf.constant(lines[i:i + 100])).items()}
+        b = {k: v.numpy() for k, v in masker(tf.constant(lines[i:i + 100]), [0, i]).items()}
         weights = b["masked_lm_weights"].astype(bool)
         rows = np.nonzero(weights)[0]
         positions = b["masked_lm_positions"][weights]
@@ -44,6 +44,34 @@ def test_masking_statistics_match_bert(tmp_path):
     # A random token can equal the original (1 in 45 here); those count as kept.
     assert randomised / selected == pytest.approx(0.10 * 44 / 45, abs=0.015)
     assert kept / selected == pytest.approx(0.10 + 0.10 / 45, abs=0.015)
+
+
+def test_masks_come_from_the_seed_not_from_thread_timing(tmp_path):
+    words = [f"w{i}" for i in range(40)]
+    vocab = write(tmp_path / "vocab.txt", SPECIAL + words)
+    rng = random.Random(1)
+    lines = [" ".join(rng.choice(words) for _ in range(rng.randint(5, 60))) for _ in range(640)]
+    masker = mlm.Masker(text.load(vocab), vocab, seq_length=64, max_predictions=10)
+
+    def epoch(seed):
+        ds = (tf.data.Dataset.from_tensor_slices(lines).batch(32).enumerate()
+              .map(lambda i, t: masker(t, tf.stack([tf.constant(seed, tf.int64), i])),
+                   num_parallel_calls=8, deterministic=False))
+        out = {}
+        for b in ds.as_numpy_iterator():  # Any arrival order: key each batch by its content.
+            out[b["original_ids"].tobytes()] = (b["masked_lm_positions"], b["input_word_ids"])
+        return out
+
+    first, again, other = epoch(3), epoch(3), epoch(4)
+    assert first.keys() == again.keys() == other.keys()
+    for key in first:
+        np.testing.assert_array_equal(first[key][0], again[key][0])
+        np.testing.assert_array_equal(first[key][1], again[key][1])
+    assert any((first[k][0] != other[k][0]).any() for k in first)  # Another seed: other masks.
+    # The selection is spread over the sequence, not its first pieces.
+    positions = np.concatenate([p[p > 0] for p, _ in first.values()])
+    lengths = np.concatenate([(ids > 0).sum(1).repeat((p > 0).sum(1)) for p, ids in first.values()])
+    assert 0.4 < np.mean(positions / lengths) < 0.6
 
 
 def test_learns_that_one_token_always_follows_another(tmp_path):

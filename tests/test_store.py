@@ -184,3 +184,53 @@ def test_shard_windows_read_the_source_once_and_restart_at_each_shard():
     ds = tf.data.Dataset.range(40).map(lambda i: {"id": i})
     windows = [w["id"].numpy().tolist() for w in label.shard_windows(ds, [(0, 10), (25, 7)], 4)]
     assert windows == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9], [25, 26, 27, 28], [29, 30, 31]]
+
+
+def _three_sources(path, per_source=30_000):
+    """A store written source by source, as `data.transfer` orders it: 3 x 30,000 records,
+    each source three times the shuffle buffer."""
+    writer = store_lib.Writer(str(path), PRODUCER, 3 * per_source, 10_000, 2, regression=False)
+
+    def examples(start, count):
+        for i in range(start, start + count):
+            yield {"id": f"src{i // per_source}/{i}".encode(), "text_a": b"x" * (1 + i % 50),
+                   "text_b": b"", "label": -1, "logits": np.zeros(2, np.float32)}
+
+    for k in writer.pending():
+        writer.write_shard(k, examples(*writer.slice(k)))
+    return store_lib.check(str(path))
+
+
+def _epoch(path, manifest, seed, skip=0):
+    """The distill stage's epoch order (mixed store read, shuffle, sorted windows), as ids."""
+    from distill import training
+
+    batches = training.raw_batches(store_lib.read_mixed(str(path), manifest, seed), 32,
+                                   shuffle_seed=seed, sort_window=16).skip(skip)
+    return [b["id"].numpy() for b in batches]
+
+
+def test_every_tenth_of_an_epoch_mixes_the_sources_as_the_whole_store_does(tmp_path):
+    manifest = _three_sources(tmp_path / "store")
+    batches = _epoch(tmp_path / "store", manifest, seed=7)
+    ids = np.concatenate(batches)
+    assert len(ids) == 90_000 and len(set(ids)) == 90_000  # Every record once.
+    sources = np.array([int(i[3:4]) for i in ids])
+    for tenth in np.array_split(sources, 10):
+        shares = np.bincount(tenth, minlength=3) / len(tenth)
+        assert np.all(np.abs(shares - 1 / 3) < 0.03), shares
+    other = np.concatenate(_epoch(tmp_path / "store", manifest, seed=8))
+    assert (other != ids).mean() > 0.9  # Another epoch, another order.
+    resumed = _epoch(tmp_path / "store", manifest, seed=7, skip=1000)  # Killed after 1,000 batches.
+    assert len(resumed) == len(batches) - 1000
+    assert all((a == b).all() for a, b in zip(resumed, batches[1000:]))
+
+
+def test_a_subsample_keeps_the_same_records_in_any_epoch(tmp_path):
+    write_store(tmp_path / "store", total=10, shard_size=4)
+    manifest = store_lib.check(str(tmp_path / "store"))
+    keep = store_lib.subsample_mask(10, 4, seed=0)
+    picked = [sorted(ex["id"] for ex in store_lib.read_mixed(str(tmp_path / "store"), manifest,
+                                                              seed, keep).as_numpy_iterator())
+              for seed in (0, 1)]
+    assert picked[0] == picked[1] == sorted(f"x/{i}".encode() for i in np.flatnonzero(keep))
