@@ -231,6 +231,10 @@ class GridConfig:
     # Also distil on seeded subsamples of the store of these sizes (the whole store is
     # always a point): the paper's transfer-set-size figure.
     transfer_sizes: list = dataclasses.field(default_factory=list)
+    # After a cell's search, train the selected setting again on all of D_L's train (the
+    # carved heldout split included), as the small-BERT release did; the cell's dev score
+    # is that model's. false: the selected trial's own (trained on the rest of train).
+    refit: bool = True
 
 
 @dataclasses.dataclass

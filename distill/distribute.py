@@ -74,6 +74,33 @@ def configure(cfg) -> None:
     _set_precision(cfg.precision)
 
 
+def environment(cfg) -> dict:
+    """What a run's numbers depend on besides its config: the CPU (oneDNN picks other kernels
+    on other CPUs, so the last digits move between machines), TensorFlow and its oneDNN
+    settings. Recorded in metrics.json and the report."""
+    model, flags = "unknown", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and model == "unknown":
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                    break
+    except OSError:
+        pass
+    wanted = ("avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+    return {"cpu": model, "cpu_count": os.cpu_count(),
+            "cpu_features": [f for f in wanted if f in flags],
+            "tensorflow": tf.__version__,
+            "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0",
+            "onednn_bf16_rewrite": bool(tf.config.optimizer.get_experimental_options().get(
+                "auto_mixed_precision_onednn_bfloat16", False)),
+            "precision": cfg.precision, "deterministic": cfg.deterministic,
+            "strategy": cfg.distribute.strategy}
+
+
 def strategy(cfg) -> tf.distribute.Strategy:
     """The strategy `cfg.distribute` names, created once per process (after `configure`)."""
     configure(cfg)

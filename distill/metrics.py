@@ -14,12 +14,23 @@ from sklearn import metrics as skm
 
 from distill import tasks as tasks_lib
 
+def _correlation(statistic):
+    """A correlation that is 0 where one side is constant (scipy's is NaN there, and a NaN
+    would make the task's and the GLUE score NaN): a constant prediction carries no
+    information about the labels, as the majority baseline counts it."""
+    def correlation(y, p):
+        if np.ptp(np.asarray(y, np.float64)) == 0 or np.ptp(np.asarray(p, np.float64)) == 0:
+            return 0.0
+        return statistic(y, p)[0]
+    return correlation
+
+
 _METRICS = {
     "accuracy": lambda y, p: skm.accuracy_score(y, p),
     "f1": lambda y, p: skm.f1_score(y, p),
     "matthews_corrcoef": lambda y, p: skm.matthews_corrcoef(y, p),
-    "pearson": lambda y, p: stats.pearsonr(y, p)[0],
-    "spearman": lambda y, p: stats.spearmanr(y, p)[0],
+    "pearson": _correlation(stats.pearsonr),
+    "spearman": _correlation(stats.spearmanr),
 }
 
 
@@ -60,8 +71,8 @@ def majority_baseline(task: tasks_lib.Task, train_labels, labels) -> dict[str, f
     A constant has no correlation with anything: Pearson and Spearman count as 0.
     """
     train_labels, labels = np.asarray(train_labels), np.asarray(labels)
-    if task.is_regression:
-        result = {name: 0.0 for name in task.metrics}
+    if task.is_regression:  # A constant: both correlations are 0 (`compute` agrees).
+        result = compute(task, labels, np.full((len(labels), 1), train_labels.mean()))
     else:
         majority = np.bincount(train_labels[train_labels >= 0], minlength=task.num_outputs).argmax()
         result = compute(task, labels, np.eye(task.num_outputs)[np.full(len(labels), majority)])

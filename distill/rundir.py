@@ -144,6 +144,11 @@ class RunDir:
         return os.path.join(self.root, "cell.json")
 
     @property
+    def refit(self) -> str:
+        """A searched grid cell's refit run: its selected setting trained on all of train."""
+        return os.path.join(self.root, "refit")
+
+    @property
     def trial(self) -> str:
         """A sweep trial's record in the trial's run directory."""
         return os.path.join(self.root, "trial.json")
@@ -257,6 +262,18 @@ def stage(name: str, stage_dir: str, inputs: dict, work: Callable[[], dict]) -> 
         print(f"[{name}] complete in {stage_dir}; skipping")
         return done
     return finish(stage_dir, inputs, work())
+
+
+def link_stage(source_run: str, target_run: str, stage: str) -> bool:
+    """Links `source_run`'s finished `stage` into `target_run`, where the stage then finds
+    itself done if its inputs are the same (and is refused if not); True if linked."""
+    source = RunDir(source_run).stage_dir(stage)
+    target = RunDir(target_run).stage_dir(stage)
+    if not os.path.isfile(os.path.join(source, DONE)) or os.path.lexists(target):
+        return False
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    os.symlink(os.path.relpath(source, os.path.dirname(target)), target)
+    return True
 
 
 def done_record(stage_dir: str) -> dict:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 import traceback
 import typing
 
@@ -193,12 +194,8 @@ def teacher_results(cfg: config_lib.Config, shared: str) -> dict:
 def reuse_distillation(pd_dir: str, pdf_dir: str) -> None:
     """PDF's distillation is PD's (same student, seed, store and schedule): link PD's finished
     stage into the PDF cell, whose distill stage then finds itself done for the same inputs."""
-    source = rundir.RunDir(pd_dir).stage_dir("distill")
-    target = rundir.RunDir(pdf_dir).stage_dir("distill")
-    if os.path.isfile(os.path.join(source, rundir.DONE)) and not os.path.lexists(target):
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        os.symlink(os.path.relpath(source, os.path.dirname(target)), target)
-        print(f"[reproduce] {target}: PD's distillation, reused")
+    if rundir.link_stage(pd_dir, pdf_dir, "distill"):
+        print(f"[reproduce] {pdf_dir}: PD's distillation, reused")
 
 
 def majority_scores(cfg: config_lib.Config) -> dict[str, float]:
@@ -264,8 +261,19 @@ def _search_cell(cfg: config_lib.Config, directory: str, shared: str) -> dict:
                 trials.append(json.load(f))
     best_dir = rundir.trial(directory, best["trial_id"])
     params = rundir.RunDir(best_dir, cfg).summary(cfg.student.stages[-1])["params"]
-    return {"status": "done", "params": params,
-            "scores": {k[len("dev_"):]: v for k, v in best.items() if k.startswith("dev_")},
-            "selected": {"trial_id": best["trial_id"], "heldout": best["score"],
-                         **{k: v for k, v in best.items() if "." in k or k == "tuner/epochs"}},
-            "trials": len(trials), "trial_seconds": round(sum(t["seconds"] for t in trials), 1)}
+    trial_scores = {k[len("dev_"):]: v for k, v in best.items() if k.startswith("dev_")}
+    selected = {"trial_id": best["trial_id"], "heldout": best["score"],
+                "trial_dev_scores": trial_scores,
+                **{k: v for k, v in best.items() if "." in k or k == "tuner/epochs"}}
+    cell = {"status": "done", "params": params, "scores": trial_scores,
+            "model": "the selected trial (trained on train less the heldout split)",
+            "selected": selected, "trials": len(trials),
+            "trial_seconds": round(sum(t["seconds"] for t in trials), 1)}
+    if cfg.grid.refit:
+        values = next(t["values"] for t in trials if t["trial_id"] == best["trial_id"])
+        t0 = time.time()
+        cell["scores"] = sweep.refit(cfg, directory, shared, best["trial_id"], values,
+                                     rundir.RunDir(directory).refit)
+        cell.update(model="the selected setting refit on all of train (grid.refit)",
+                    refit_seconds=round(time.time() - t0, 1))
+    return cell

@@ -199,6 +199,25 @@ def search(cfg: config_lib.Config, output: str, shared: str) -> dict | None:
     return write_outputs(cfg, tuner, output)
 
 
+def refit(cfg: config_lib.Config, output: str, shared: str, trial_id: str, values: dict,
+          run_dir: str) -> dict:
+    """The selected setting `values` trained again in `run_dir` on all of D_L's train (no
+    split carved out), on the same shared teacher and store; its dev scores.
+
+    A stage the refit shares with the selected trial (distillation: the store is the same)
+    is linked from the trial's directory, not trained again.
+    """
+    refit_cfg = config_lib.override(trial_config(cfg, values, shared), {"data.heldout_fraction": 0.0})
+    rundir.check_writable(run_dir)
+    if "distill" in refit_cfg.student.stages:
+        rundir.link_stage(rundir.trial(output, trial_id), run_dir, "distill")
+    for stage in refit_cfg.student.stages:
+        glue.run_stage(stage, refit_cfg, run_dir)
+    glue.save_config(refit_cfg, run_dir)
+    return {s.name: evaluate.score(refit_cfg, run_dir, "student", s.name)["score"]
+            for s in tasks.get(cfg.task).dev_splits}
+
+
 def best_dev_scores(cfg: config_lib.Config, tuner: DistillTuner, trial_id: str) -> dict:
     """The dev scores of one trial: reported for the best trial only, never selected on."""
     trial = tuner.oracle.trials[trial_id]

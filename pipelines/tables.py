@@ -84,9 +84,13 @@ def write_tables(cfg: config_lib.Config, cells: dict, output: str, baselines: di
     """
     grid = cfg.grid
     names = list(dict.fromkeys(k.student for k in cells))
-    selection = (" Each cell's hyperparameters were selected by a search on the split carved "
-                 "from train; dev was scored for the selected trial only (cell.json)."
-                 if grid.search else "")
+    selection = ""
+    if grid.search:
+        selection = (" Each cell's hyperparameters were selected by a search on the split "
+                     "carved from train; dev was scored once per cell, for "
+                     + ("the selected setting trained again on all of train (grid.refit)."
+                        if grid.refit else "the selected trial (trained on the rest of train).")
+                     + " cell.json says which model it is.")
     references = []
     for label, per_task in (("majority class (dev)", baselines), ("teacher (dev)", teachers)):
         cols = [[per_task[t][split]] if split in per_task.get(t, {}) else []

@@ -12,7 +12,8 @@ import time
 
 import numpy as np
 
-from distill import config as config_lib, data, ensemble, metrics, models, rundir, tasks, text
+from distill import (config as config_lib, data, distribute, ensemble, metrics, models, rundir,
+                     tasks, text)
 from distill.errors import UserError
 
 
@@ -86,6 +87,7 @@ def run(cfg: config_lib.Config, run_dir: str, teacher: dict | None = None) -> di
     paths = rundir.RunDir(run_dir, cfg)
     roles = _roles(cfg, run_dir)
     results = {"task": task.name, "metrics": task.metrics,
+               "environment": distribute.environment(cfg),
                "teacher": teacher or evaluate_role(cfg, run_dir, "teacher"),
                "student": evaluate_role(cfg, run_dir, "student")}
 

@@ -28,7 +28,7 @@ def run(cfg: config_lib.Config, run_dir: str) -> str:
         f"- distillation: loss {cfg.student.distill.loss}, temperature "
         f"{cfg.student.distill.temperature}, alpha {cfg.student.distill.alpha}",
         *_transfer_lines(manifest["source"]), "",
-        *_timing_lines(results, teacher, stages),
+        *_timing_lines(results, teacher, stages), *_environment_lines(results),
         *_serving_lines(paths), *_tflite_lines(paths)]
     if results.get("submission"):
         lines += ["", "## GLUE test predictions", ""]
@@ -67,6 +67,19 @@ def _timing_lines(results: dict, teacher: dict, stages: dict) -> list[str]:
     lines.append(f"| evaluation (teacher + student) | - | "
                  f"{results['teacher']['eval_seconds'] + results['student']['eval_seconds']:.2f} |")
     return lines
+
+
+def _environment_lines(results: dict) -> list[str]:
+    """Where the numbers came from: the last digits move between CPUs (oneDNN's kernels)."""
+    env = results.get("environment")
+    if not env:
+        return []
+    return ["", "## Environment", "",
+            f"- CPU: {env['cpu']} ({env['cpu_count']} cores; "
+            f"{', '.join(env['cpu_features']) or 'no AVX-512'})",
+            f"- TensorFlow {env['tensorflow']}, oneDNN {'on' if env['onednn'] else 'off'}, "
+            f"bf16 rewrite {'on' if env['onednn_bf16_rewrite'] else 'off'}; precision "
+            f"{env['precision']}, deterministic {env['deterministic']}, strategy {env['strategy']}"]
 
 
 def _serving_lines(paths: rundir.RunDir) -> list[str]:

@@ -27,7 +27,8 @@ def run(cfg: config_lib.Config, run_dir: str) -> dict:
     teacher = {k: v for k, v in config_lib.to_dict(cfg)["teacher"].items()
                if k in TRAINING_FIELDS}
     inputs = {"task": task.name, "seed": cfg.seed, "precision": cfg.precision,
-              "teacher": teacher, "data": data.labeled_inputs(cfg.data)}
+              "teacher": teacher, "data": data.labeled_inputs(cfg.data),
+              "teacher_split": gate.teacher_split(cfg, task)}
 
     def work() -> dict:
         if cfg.teacher.finetuned:
@@ -47,14 +48,15 @@ def _train(cfg: config_lib.Config, task: tasks.Task, seed: int, workdir: str) ->
     """One teacher fine-tuned on D_L with `seed`: (model, training summary, metadata)."""
     print(f"[teacher] fine-tuning {cfg.teacher.encoder} on {task.name} ({cfg.data.labeled}), "
           f"seed {seed}")
-    source = data.labeled(cfg.data, task, "train")
+    source, _, graded = gate.sources(cfg, task)  # Trains without the split it is graded on.
     model = models.build(cfg.teacher.encoder, task.num_outputs, cfg.teacher.train.dropout,
                          seed=seed)
     summary = supervised.train_on_labels(
         model, task, source, text.packer(cfg.teacher, task.is_pair), cfg.teacher.train, seed,
         workdir, desc="teacher")
     meta = {"task": task.name, "encoder": cfg.teacher.encoder, "seed": seed,
-            "params": models.count_params(model), "train_examples": source.total_examples}
+            "params": models.count_params(model), "train_examples": source.total_examples,
+            "graded_on": graded}
     return model, summary, meta
 
 

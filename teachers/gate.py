@@ -2,10 +2,11 @@
 
 BERT-Large sometimes fails to train on small tasks (RTE, MRPC, STS-B, CoLA); one collapsed
 teacher would silently poison every student distilled from its store. Before labeling, the
-teacher must beat the majority-class baseline (the mean, for STS-B) on the heldout split
-carved from train (`data.heldout_fraction`), or, without one, on the first
-`GATE_EXAMPLES` examples of D_L's train split (those the teacher trained on), by
-`teacher.min_margin`.
+teacher must beat the majority-class baseline (the mean, for STS-B) by `teacher.min_margin`
+on examples it did not train on: the heldout split carved from train
+(`data.heldout_fraction`), or, without one, a split the teacher stage carves for itself
+(`teacher_split`: a seeded 10% of train, at most `GATE_EXAMPLES`), which only the teacher
+leaves out (the students train on all of train). Restarts are chosen on the same split.
 
     distill label CONFIG --output RUN    # runs the gate first
 """
@@ -14,7 +15,30 @@ from __future__ import annotations
 from distill import config as config_lib, data, metrics, models, tasks as tasks_lib, text
 from distill.errors import UserError
 
-GATE_EXAMPLES = 2000  # Without a heldout split: that many of train's first examples.
+GATE_EXAMPLES = 2000  # The teacher's own split holds at most this many examples ...
+GATE_FRACTION = 0.1  # ... and at most this share of train.
+TEACHER_HELDOUT = "teacher-heldout"  # Its name in messages, records and the manifest.
+
+
+def teacher_split(cfg: config_lib.Config, task: tasks_lib.Task) -> dict | None:
+    """What the teacher stage leaves out of train to grade the teacher on, when no heldout
+    split is carved: None when one is (the teacher then trains without it already)."""
+    if cfg.data.heldout_fraction > 0:
+        return None
+    n = data.labeled(cfg.data, task, "train").total_examples
+    return {"name": TEACHER_HELDOUT, "fraction": min(GATE_FRACTION, GATE_EXAMPLES / max(n, 1)),
+            "seed": cfg.data.heldout_seed}
+
+
+def sources(cfg: config_lib.Config, task: tasks_lib.Task) -> tuple[data.Source, data.Source, str]:
+    """(what the teacher trains on, what it is graded on, that split's name)."""
+    own = teacher_split(cfg, task)
+    if own is None:
+        return (data.labeled(cfg.data, task, "train"), data.labeled(cfg.data, task, data.HELDOUT),
+                data.HELDOUT)
+    train, graded = data.heldout_split(data.labeled(cfg.data, task, "train"), own["fraction"],
+                                       own["seed"])
+    return train, graded, own["name"]
 
 
 def scores(cfg: config_lib.Config, task: tasks_lib.Task, teacher) -> dict:
@@ -23,16 +47,13 @@ def scores(cfg: config_lib.Config, task: tasks_lib.Task, teacher) -> dict:
     Args:
       teacher: `fn(inputs) -> logits`: a loaded classifier (`models.load`) or a Keras model.
     """
-    heldout = cfg.data.heldout_fraction > 0
-    split = data.HELDOUT if heldout else "train"
-    cap = min(GATE_EXAMPLES, cfg.data.max_train_examples or GATE_EXAMPLES)
-    source = data.labeled(cfg.data, task, split, limit=None if heldout else cap)
-    out = models.predict_source(teacher, source, text.packer(cfg.teacher, task.is_pair),
+    train, graded, split = sources(cfg, task)
+    out = models.predict_source(teacher, graded, text.packer(cfg.teacher, task.is_pair),
                                 cfg.eval_batch_size)
-    train_labels = data.labels(data.labeled(cfg.data, task, "train"), task)
     return {"split": split, "examples": int(len(out["label"])),
             "teacher": metrics.compute(task, out["label"], out["logits"])["score"],
-            "baseline": metrics.majority_baseline(task, train_labels, out["label"])["score"]}
+            "baseline": metrics.majority_baseline(task, data.labels(train, task),
+                                                  out["label"])["score"]}
 
 
 def check(cfg: config_lib.Config, task: tasks_lib.Task, teacher, teacher_model: str) -> dict:

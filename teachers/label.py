@@ -112,10 +112,12 @@ def producer(cfg: config_lib.Config, teacher: dict, source: data.Source, filters
     transfer data, with each source's counts through the filters (`transfer.build`)."""
     task = tasks.get(cfg.task)
     described = {"encoder": cfg.teacher.encoder, "finetuned": cfg.teacher.finetuned,
-                 "fingerprint": teacher["fingerprint"]}
+                 "fingerprint": teacher["fingerprint"],
+                 "teacher_split": gate.teacher_split(cfg, task)}  # What the gate graded on.
     members = {}
     if cfg.teacher.ensemble:  # Every member, and how their outputs were combined.
         described = {"fingerprint": teacher["fingerprint"], "combine": cfg.teacher.combine,
+                     "teacher_split": gate.teacher_split(cfg, task),
                      "member_weights": ensemble.weights(cfg).tolist(), "members": [
                          {"encoder": m.teacher.encoder, "finetuned": m.teacher.finetuned,
                           "seed": m.seed, "fingerprint": f}

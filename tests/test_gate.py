@@ -25,7 +25,7 @@ def test_a_teacher_that_learned_nothing_is_refused_before_labeling(small_task, t
     assert cli.main(["teacher", *args]) == 0
     assert cli.main(["label", *args]) == 2
     error = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
-    assert len(error) == 1 and "on the train split (300 examples), not above the " \
+    assert len(error) == 1 and "on the teacher-heldout split (30 examples), not above the " \
         "majority-class baseline's" in error[0], error
     assert not (run / "store").exists()
     # Lowering the margin, as the error suggests, labels on the same run directory: the
@@ -39,12 +39,21 @@ def test_the_gate_measures_teacher_and_baseline_on_the_same_examples(small_task)
     cfg = config.load("configs/demo.yaml", [small_task["sets"][i + 1]
                                             for i in range(0, len(small_task["sets"]), 2)])
     teacher = models.load(small_task["teacher_classifier"])[0]
-    result = gate.check(cfg, tasks.get("sst2"), teacher, small_task["teacher_classifier"])
-    labels = [int(line.rsplit("\t", 1)[1]) for line in
-              open(f"{small_task['glue_dir']}/train.tsv").read().splitlines()[1:]]
-    majority = max(np.mean(labels), 1 - np.mean(labels))
-    assert result["split"] == "train" and result["examples"] == len(labels) == 300
-    assert abs(result["baseline"] - majority) < 1e-9
+    task = tasks.get("sst2")
+    result = gate.check(cfg, task, teacher, small_task["teacher_classifier"])
+    # Without a heldout split, the teacher stage carves 10% of train for itself: the teacher
+    # trains on the rest and is graded on those 30 examples, never on what it fitted.
+    train, graded, name = gate.sources(cfg, task)
+    assert name == result["split"] == "teacher-heldout"
+    assert (train.total_examples, graded.total_examples, result["examples"]) == (270, 30, 30)
+    train_ids = {ex["id"] for ex in train.get_tfdata().as_numpy_iterator()}
+    graded = list(graded.get_tfdata().as_numpy_iterator())
+    assert not train_ids & {ex["id"] for ex in graded}
+    labels = np.array([int(line.rsplit("\t", 1)[1]) for line in
+                       open(f"{small_task['glue_dir']}/train.tsv").read().splitlines()[1:]])
+    assert len(train_ids) + len(graded) == len(labels) == 300
+    majority = np.bincount([ex["label"] for ex in train.get_tfdata().as_numpy_iterator()]).argmax()
+    assert abs(result["baseline"] - np.mean([ex["label"] == majority for ex in graded])) < 1e-9
     assert result["margin"] == -1.0
 
 

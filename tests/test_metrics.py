@@ -56,3 +56,14 @@ def test_glue_score_recomputes_the_small_bert_release_scores():
 def test_glue_score_needs_all_nine_tasks():
     assert metrics.glue_score({"sst2": 0.9}) is None
     assert metrics.glue_score({t: 0.5 for t in tasks.TASKS}) == 0.5
+
+
+def test_a_constant_sts_b_prediction_scores_zero_not_nan():
+    stsb = tasks.get("stsb")
+    labels = np.array([0.0, 2.5, 5.0, 4.0])
+    result = metrics.compute(stsb, labels, np.full((4, 1), 3.2))
+    assert result == {"pearson": 0.0, "spearman": 0.0, "score": 0.0}
+    per_task = {t: 0.5 for t in tasks.TASKS} | {"stsb": result["score"]}
+    assert metrics.glue_score(per_task) == pytest.approx(0.5 * 8 / 9)  # A number, not NaN.
+    assert metrics.majority_baseline(stsb, labels, labels)["score"] == 0.0
+    assert metrics.compute(stsb, labels, labels[:, None] * 2)["pearson"] == pytest.approx(1.0)

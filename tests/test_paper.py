@@ -149,6 +149,21 @@ def test_a_per_cell_search_resumes_after_a_kill_and_skips_finished_trials(tmp_pa
     for stage in ("distill", "finetune"):  # The search set both stages PDF trains.
         done = json.loads((best_dir / "student" / stage / "inputs.json").read_text())
         assert done["student"][stage]["learning_rate"] == best["values"]["student.*.learning_rate"]
+    # Then refit: the selected setting trained again on all of train (grid.refit, the default),
+    # its distillation the selected trial's (the same store), its fine-tuning on all 300
+    # examples rather than the 270 the trial kept after carving the heldout split.
+    refit = trials_dir.parent / "refit"
+    assert os.path.realpath(refit / "student" / "distill") == os.path.realpath(
+        best_dir / "student" / "distill")
+    finetuned = json.loads((refit / "student" / "finetune" / "done.json").read_text())
+    trial_finetuned = json.loads((best_dir / "student" / "finetune" / "done.json").read_text())
+    assert (finetuned["summary"]["train_examples"], trial_finetuned["summary"]["train_examples"]) \
+        == (300, 270)
+    assert searched["model"].startswith("the selected setting refit on all of train")
+    with open(refit / "config.yaml") as f:
+        assert "heldout_fraction: 0.0" in f.read()
+    assert searched["scores"] != searched["selected"]["trial_dev_scores"] or \
+        finetuned["fingerprint"] != trial_finetuned["fingerprint"]
 
 
 def test_unknown_method_and_bad_students():
