@@ -40,6 +40,7 @@ PRECISIONS = ("float32", "bfloat16")
 INITS = ("pretrained", "random")
 COMBINES = ("log_probs", "logits")  # distill/ensemble.py
 ORACLES = ("random", "bayesian", "hyperband", "grid")  # pipelines/sweep.py
+IMPORT_KINDS = ("logits", "probabilities", "log_probs", "top_logprobs")  # teachers/imported.py
 
 
 def small_bert(layers: int, hidden: int, version: int = 2) -> str:
@@ -238,6 +239,22 @@ class GridConfig:
 
 
 @dataclasses.dataclass
+class ImportConfig:
+    """`distill import-labels` (teachers/imported.py): a store from another teacher's outputs."""
+
+    # What each row of the labels file holds, by label name: "logits", "probabilities",
+    # "log_probs", or "top_logprobs" (the top-k log-probabilities of label *words*, which
+    # `label_words` maps to the task's labels, as LLM serving stacks return them).
+    kind: str = "logits"
+    # The temperature the teacher's outputs were produced at; the store's logits are then
+    # brought to T=1 (DESIGN.md's contract), so the distillation temperature stays a choice.
+    temperature: float = ranged(1.0, POSITIVE)
+    teacher: str = ""  # The teacher's name as given (a model, an API), recorded in the manifest.
+    label_words: dict = dataclasses.field(default_factory=dict)  # "top_logprobs": word -> label.
+    tolerance: float = ranged(1e-3, Range(0, 0.5, low_open=True))  # Probabilities' sum vs 1.
+
+
+@dataclasses.dataclass
 class DistributeConfig:
     """The tf.distribute strategy of training and labeling (distill/distribute.py)."""
 
@@ -266,6 +283,7 @@ class Config:
     # that have it (AVX512-BF16, AMX); variables and losses stay float32.
     precision: str = "float32"
     distribute: DistributeConfig = dataclasses.field(default_factory=DistributeConfig)
+    imported: ImportConfig = dataclasses.field(default_factory=ImportConfig)
     sweep: SweepConfig = dataclasses.field(default_factory=SweepConfig)
     grid: GridConfig = dataclasses.field(default_factory=GridConfig)
 
@@ -447,6 +465,13 @@ def validate(cfg: Config) -> None:
             raise UserError(f"grid.transfer_sizes[{k}]: expected a positive number of "
                             f"examples; received {size!r}.")
     _check_choice("distribute.strategy", cfg.distribute.strategy, STRATEGIES)
+    _check_choice("imported.kind", cfg.imported.kind, IMPORT_KINDS)
+    if cfg.imported.kind == "top_logprobs":
+        unknown = sorted(set(cfg.imported.label_words.values()) - set(task.label_names))
+        if not cfg.imported.label_words or unknown:
+            raise UserError(f"imported.label_words: expected a mapping of label words to "
+                            f"{list(task.label_names)} for imported.kind 'top_logprobs'; "
+                            f"received {cfg.imported.label_words!r}.")
     _check_choice("precision", cfg.precision, PRECISIONS)
     for key, side in (("teacher.seq_length", cfg.teacher), ("student.seq_length", cfg.student)):
         check_seq_length(side.seq_length, task.is_pair, key)

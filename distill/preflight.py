@@ -40,13 +40,15 @@ def check(cfg: config_lib.Config, run_dir: str) -> None:
     """
     task = tasks.get(cfg.task)
     check_can_create(run_dir)
-    for side in ("teacher", "student"):
+    imported = store.imported_teacher(cfg.data.store)  # Then no teacher model is used.
+    for side in ("student",) if imported else ("teacher", "student"):
         section = getattr(cfg, side)
         try:
             text.load(section.preprocessor, section.lower_case)
         except UserError as e:
             raise UserError(f"{side}.preprocessor: {e}") from e
-    members = cfg.teacher.ensemble or [{}]  # One teacher, or each member of an ensemble.
+    # One teacher, or each member of an ensemble; none when the store's labels were imported.
+    members = [] if imported else (cfg.teacher.ensemble or [{}])
     for k, member in enumerate(members):
         where = f"teacher.ensemble[{k}]." if cfg.teacher.ensemble else "teacher."
         finetuned = member.get("finetuned", cfg.teacher.finetuned)

@@ -75,11 +75,22 @@ def serialize(example: dict, regression: bool) -> bytes:
 def teacher_name(manifest: dict) -> str:
     """The teacher that made a store, in words: its encoder, or its ensemble's members."""
     teacher = manifest["teacher"]
+    if "imported" in teacher:  # `distill import-labels`: another teacher's outputs.
+        return f"{teacher['name']} (imported from {teacher['imported']})"
     if "members" in teacher:
         return (f"ensemble of {len(teacher['members'])} ({teacher['combine']}): "
                 + ", ".join(m["finetuned"] or f"{m['encoder']} (seed {m['seed']})"
                             for m in teacher["members"]))
     return teacher["encoder"]
+
+
+def imported_teacher(store: str | None) -> dict | None:
+    """The manifest's teacher of a store made by `distill import-labels`, else None: such a
+    run has no teacher model to train, gate or evaluate."""
+    if not store or not os.path.isfile(os.path.join(store, MANIFEST)):
+        return None
+    teacher = load_manifest(store).get("teacher", {})
+    return teacher if "imported" in teacher else None
 
 
 def sha256(path: str) -> str:

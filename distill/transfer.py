@@ -322,6 +322,27 @@ def _refuse_empty(decision: Decision) -> None:
                         f"least one example. Nothing was written.")
 
 
+def filter_external(cfg_data, task: tasks_lib.Task, source: data.Source,
+                    name: str) -> tuple[np.ndarray, dict]:
+    """The filters of `decide`, applied to one source from outside the config (labels a
+    teacher made elsewhere, `distill import-labels`): its keep flags and its report.
+
+    Raises:
+      UserError: as `decide` does, for an empty or all dev/test source.
+    """
+    guard = cfg_data.contamination_guard
+    evaluation, heldout = ((_evaluation_keys(cfg_data, task), _heldout_keys(cfg_data, task))
+                           if guard else (Keys(), Keys()))
+    bar = tqdm(total=source.total_examples, desc="filters", unit="ex", mininterval=1.0)
+    with bar:
+        part = _read_source(Entry(source=name), source, evaluation, heldout, bar)
+    keep, report = _apply_rules([part])
+    report[0]["guarded"] = guard
+    decision = Decision(name, keep, {"sources": report, "contamination_guard": guard})
+    _refuse_empty(decision)
+    return keep, decision.report
+
+
 def selected(cfg_data, task: tasks_lib.Task, decision: Decision) -> data.Source:
     """The transfer set as `decision` says: the kept examples, in source order."""
     sources = [open_source(e, cfg_data, task) for e in entries(cfg_data.transfer)]

@@ -9,6 +9,7 @@
     distill mlm --student HANDLE --data TEXT... --output DIR  # continued MLM pre-training
     distill export RUN --output DIR [--format tflite --quantize int8]  # serving / on-device
     distill inspect STORE [--output DIR]                    # what the teacher taught
+    distill import-labels CONFIG --labels FILE --output DIR # a store from another teacher
 
 Bad input ends with one line on stderr naming the file, line or field, and exit
 status 2; nothing already written is changed. The output is the tool's own lines and
@@ -58,6 +59,10 @@ def _config_commands(sub) -> None:
     _with_config(sub, "run", "run the whole recipe (skips stages already complete)")
     _with_config(sub, "sweep", "keras-tuner sweep over the student stages, one shared teacher and store")
     _with_config(sub, "reproduce", "a grid of students x methods x tasks x seeds (the paper's tables)")
+    p = _with_config(sub, "import-labels", "a soft-label store from another teacher's outputs "
+                                           "(an LLM, an API, a PyTorch model)")
+    p.add_argument("--labels", required=True, help="JSON Lines: text (text_b) and the teacher's "
+                                                   "outputs by label name (teachers/imported.py)")
     for name, help_text in stages.commands().items():  # One command per stage, as the table says.
         p = _with_config(sub, name, help_text)
         if name == "label":
@@ -188,6 +193,20 @@ def _inspect(args) -> None:
     inspect_store.inspect(args.store, args.output)
 
 
+def _import_labels(args) -> None:
+    from distill import config as config_lib, preflight, rundir
+    from pipelines import glue
+    from teachers import imported
+
+    cfg = config_lib.load(args.config, args.overrides)
+    preflight.check_can_create(args.output)
+    imported.run(cfg, args.labels, args.output)
+    store = rundir.RunDir(args.output).store
+    glue.save_config(config_lib.override(cfg, {"data.store": store}), args.output)
+    print(f"[import-labels] next: distill run {args.config} --output {args.output} "
+          f"--set data.store={store}")
+
+
 def _over_runs(args) -> None:
     """`run`, `sweep` and `reproduce`: what runs over whole run directories."""
     from distill import config as config_lib, distribute
@@ -220,6 +239,7 @@ def _stage(args) -> None:
 
 
 COMMANDS = {"demo": _demo, "inspect": _inspect, "export": _export, "mlm": _mlm,
+            "import-labels": _import_labels,
             "convert": _convert, "run": _over_runs, "sweep": _over_runs, "reproduce": _over_runs}
 
 

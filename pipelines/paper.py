@@ -153,7 +153,8 @@ def run(cfg: config_lib.Config, output: str) -> dict:
         reuse = [f"{k}={v}" for k, v in glue.shared_store(task_cfg, shared).items()]
         reuse.append(f"data.heldout_fraction={task_cfg.data.heldout_fraction}")
         teacher = teacher_results(task_cfg, shared)
-        teachers[task] = {s: v["score"] for s, v in teacher.items() if s != "eval_seconds"}
+        teachers[task] = {s: v["score"] for s, v in teacher.items()
+                          if s not in ("eval_seconds", "imported")}
         store_sizes[task] = store.load_manifest(rundir.RunDir(shared).store)["examples"]
         for key in cell_keys(grid, task, list(grid_students), store_sizes[task]):
             extra = cell_overrides(grid_students[key.student], key)

@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from distill import (config as config_lib, data, distribute, ensemble, metrics, models, rundir,
-                     tasks, text)
+                     store, tasks, text)
 from distill.errors import UserError
 
 
@@ -60,7 +60,11 @@ def score(cfg: config_lib.Config, run_dir: str, role: str, split: str) -> dict:
 
 
 def evaluate_role(cfg: config_lib.Config, run_dir: str, role: str) -> dict:
-    """`role`'s metrics on every dev split; its predictions go to RUN/predictions."""
+    """`role`'s metrics on every dev split; its predictions go to RUN/predictions. A teacher
+    whose labels were imported (`distill import-labels`) has no model here: {"imported"}."""
+    imported = store.imported_teacher(cfg.data.store)
+    if role == "teacher" and imported:
+        return {"imported": imported["name"]}
     task = tasks.get(cfg.task)
     paths = rundir.RunDir(run_dir, cfg)
     t0, results = time.time(), {}

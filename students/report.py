@@ -23,7 +23,8 @@ def run(cfg: config_lib.Config, run_dir: str) -> str:
         *_score_lines(cfg, task, results, teacher, stages[paths.final_stage]), "",
         "## Soft-label store", "",
         f"- {manifest['examples']} transfer examples in {len(manifest['shards'])} shard(s)",
-        f"- teacher tokenizer: {manifest['preprocessor']['handle']} "
+        f"- teacher: {store.teacher_name(manifest)}; tokenizer: "
+        f"{manifest['preprocessor']['handle'] or 'none (labels imported on raw text)'} "
         f"(seq_length {manifest['preprocessor']['seq_length']})",
         f"- distillation: loss {cfg.student.distill.loss}, temperature "
         f"{cfg.student.distill.temperature}, alpha {cfg.student.distill.alpha}",
@@ -45,11 +46,14 @@ def _score_lines(cfg: config_lib.Config, task: tasks.Task, results: dict, teache
     metric_cols = [f"{s} {m}" for s in splits for m in task.metrics]
 
     def row(name, role, encoder, params):
+        if "imported" in results[role]:  # Labels from another teacher: no model to score.
+            return f"| {name} | {results[role]['imported']} (imported labels) | - | " + \
+                " | ".join("-" for _ in metric_cols) + " |"
         values = [f"{results[role][s][m]:.4f}" for s in splits for m in task.metrics]
         return f"| {name} | {encoder} | {params:,} | " + " | ".join(values) + " |"
 
     return [
-        f"Dev-set scores ({', '.join(task.metrics)}; {results['teacher'][splits[0]]['examples']} "
+        f"Dev-set scores ({', '.join(task.metrics)}; {results['student'][splits[0]]['examples']} "
         f"examples in {splits[0]}).", "",
         "| model | encoder | parameters | " + " | ".join(metric_cols) + " |",
         "|---|---|---|" + "---|" * len(metric_cols),
@@ -64,8 +68,8 @@ def _timing_lines(results: dict, teacher: dict, stages: dict) -> list[str]:
              f"| teacher fine-tuning | {teacher.get('steps', '-')} | {teacher.get('seconds', '-')} |"]
     for name, summary in stages.items():
         lines.append(f"| student {name} | {summary.get('steps')} | {summary.get('seconds')} |")
-    lines.append(f"| evaluation (teacher + student) | - | "
-                 f"{results['teacher']['eval_seconds'] + results['student']['eval_seconds']:.2f} |")
+    seconds = results["teacher"].get("eval_seconds", 0) + results["student"]["eval_seconds"]
+    lines.append(f"| evaluation (teacher + student) | - | {seconds:.2f} |")
     return lines
 
 

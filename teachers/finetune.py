@@ -9,7 +9,8 @@ import json
 import os
 import shutil
 
-from distill import config as config_lib, data, ensemble, models, rundir, supervised, tasks, text
+from distill import (config as config_lib, data, ensemble, models, rundir, store as store_lib,
+                     supervised, tasks, text)
 from teachers import gate
 
 
@@ -30,7 +31,15 @@ def run(cfg: config_lib.Config, run_dir: str) -> dict:
               "teacher": teacher, "data": data.labeled_inputs(cfg.data),
               "teacher_split": gate.teacher_split(cfg, task)}
 
+    imported = store_lib.imported_teacher(cfg.data.store)
+    if imported:
+        inputs["imported"] = imported["sha256"]
+
     def work() -> dict:
+        if imported:  # The labels came from another teacher (`distill import-labels`).
+            print(f"[teacher] the store's labels were imported from {imported['imported']} "
+                  f"({imported['name']}); no teacher to fine-tune")
+            return {"imported": imported["imported"], "name": imported["name"]}
         if cfg.teacher.finetuned:
             _, meta = models.load(cfg.teacher.finetuned)  # Fails early if it is no classifier.
             print(f"[teacher] using the fine-tuned teacher {cfg.teacher.finetuned}")
