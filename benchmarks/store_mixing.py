@@ -13,7 +13,6 @@ source's share.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile

@@ -227,9 +227,9 @@ def load(handle: str, trainable: bool = True, name: str = "encoder") -> hub.Kera
     Raises:
       UserError: if the handle cannot be loaded or lacks the encoder signature.
     """
-    handles.resolve(handle, "Encoder handle")
+    loadable = handles.resolve(handle, "Encoder handle")
     try:
-        layer = hub.KerasLayer(handle, trainable=trainable, name=name)
+        layer = hub.KerasLayer(loadable, trainable=trainable, name=name)
     except Exception as e:  # hub raises many types; all mean "cannot load".
         raise UserError(f"Encoder handle {handle!r} could not be loaded: {e}") from e
     _check_signature(layer, handle)

@@ -1,25 +1,44 @@
-"""Model handles: a TF Hub (or Kaggle Models) URL, or a local SavedModel directory.
+"""Model handles: a TF Hub URL, a Kaggle Models handle or URL, or a local SavedModel directory.
 
 Every place that takes an encoder, a preprocessor or a classifier resolves it here, so a
-handle is accepted, refused and named in errors the same way everywhere.
+handle is accepted, refused and named in errors the same way everywhere. tfhub.dev now
+redirects to Kaggle Models, and a model's Kaggle page gives its handle as
+OWNER/MODEL/FRAMEWORK/VARIATION/VERSION, e.g. `tensorflow/bert/tensorFlow2/en-uncased-l-12-h-768-a-12/3`:
+that form is accepted as it is and loaded from https://www.kaggle.com/models/<handle>,
+which `tensorflow_hub` resolves like any TF Hub URL.
 
     python -c "from distill import handles; print(handles.resolve('/tmp', 'encoder'))"
 """
 from __future__ import annotations
 
 import os
+import re
 
 from distill.errors import UserError
 
+KAGGLE_MODELS = "https://www.kaggle.com/models/"
+# OWNER/MODEL/FRAMEWORK/VARIATION/VERSION, as a Kaggle model page gives it.
+_KAGGLE_HANDLE = re.compile(r"^[\w.-]+/[\w.-]+/(tensorflow1|tensorflow2|tfjs|tflite)/[\w.-]+/\d+$",
+                            re.IGNORECASE)
+
+
+def is_kaggle_handle(handle: str) -> bool:
+    return not os.path.exists(handle) and bool(_KAGGLE_HANDLE.match(handle))
+
+
+def url(handle: str) -> str:
+    """What `tensorflow_hub` loads for `handle`: a Kaggle handle as its URL, else the handle."""
+    return KAGGLE_MODELS + handle if is_kaggle_handle(handle) else handle
+
 
 def is_remote(handle: str) -> bool:
-    """A URL that `tensorflow_hub` resolves (tfhub.dev, Kaggle Models), not a local path."""
-    return "://" in handle
+    """A URL that `tensorflow_hub` resolves (tfhub.dev, Kaggle Models), or a Kaggle handle."""
+    return "://" in handle or is_kaggle_handle(handle)
 
 
 def resolve(handle: str, what: str, fetch: bool = False, files_too: bool = False) -> str:
-    """The handle if it can be loaded: a local directory (or file, with `files_too`) or a
-    remote handle; with `fetch`, a remote handle is downloaded now and its local copy
+    """What to load for the handle (`url`): a local directory (or file, with `files_too`) or
+    a remote handle; with `fetch`, a remote handle is downloaded now and its local copy
     returned, so a handle that cannot be fetched is named before any work.
 
     Args:
@@ -31,11 +50,11 @@ def resolve(handle: str, what: str, fetch: bool = False, files_too: bool = False
     """
     if is_remote(handle):
         if not fetch:
-            return handle
+            return url(handle)
         import tensorflow_hub as hub
 
         try:
-            return hub.resolve(handle)
+            return hub.resolve(url(handle))
         except Exception as e:  # hub raises many types; all mean "cannot fetch".
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise UserError(f"{what}: handle {handle!r} could not be fetched: {reason}") from e
@@ -43,7 +62,8 @@ def resolve(handle: str, what: str, fetch: bool = False, files_too: bool = False
         return handle
     expected = "a file, a directory" if files_too else "a directory"
     raise UserError(f"{what} {handle!r}: no such {'file or ' if files_too else ''}directory; "
-                    f"expected {expected} or a TF Hub / Kaggle Models URL.")
+                    f"expected {expected}, a TF Hub URL or a Kaggle Models handle "
+                    f"(OWNER/MODEL/FRAMEWORK/VARIATION/VERSION) or URL.")
 
 
 def check_saved_model(handle: str, what: str) -> None:

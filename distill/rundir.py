@@ -125,6 +125,11 @@ class RunDir:
         return os.path.join(self.root, "serving.json")
 
     @property
+    def onnx(self) -> str:
+        """What `distill export --format onnx` measured: size, latency, dev agreement."""
+        return os.path.join(self.root, "onnx.json")
+
+    @property
     def tflite(self) -> str:
         """What `distill export --format tflite` measured: size, latency, dev agreement."""
         return os.path.join(self.root, "tflite.json")

@@ -123,9 +123,9 @@ def load(spec: str, lower_case: bool = True):
     """
     if os.path.isfile(spec):
         return WordPiecePreprocessor(spec, lower_case)
-    handles.resolve(spec, "Preprocessor", files_too=True)
+    loadable = handles.resolve(spec, "Preprocessor", files_too=True)
     try:
-        module = hub.load(spec)
+        module = hub.load(loadable)
     except Exception as e:
         raise UserError(f"Preprocessor {spec!r} could not be loaded: {e}") from e
     if not hasattr(module, "tokenize") or not hasattr(module, "bert_pack_inputs"):

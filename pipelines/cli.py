@@ -7,7 +7,7 @@
     distill demo --output DIR                               # offline, locally built encoders
     distill convert --from {bert-tf1,hf} SRC --output DIR   # checkpoints -> TF Hub format
     distill mlm --student HANDLE --data TEXT... --output DIR  # continued MLM pre-training
-    distill export RUN --output DIR [--format tflite --quantize int8]  # serving / on-device
+    distill export RUN --output DIR [--format tflite|onnx --quantize int8|dynamic]  # serving
     distill inspect STORE [--output DIR]                    # what the teacher taught
     distill import-labels CONFIG --labels FILE --output DIR # a store from another teacher
 
@@ -94,11 +94,12 @@ def _tool_commands(sub) -> None:
     exp = sub.add_parser("export", help="export a run's student for serving on raw strings")
     exp.add_argument("run_dir", help="a run directory made by `distill run`")
     exp.add_argument("--output", required=True, help="the exported model's directory")
-    exp.add_argument("--format", default="savedmodel", choices=["savedmodel", "tflite"],
-                     help="savedmodel: raw strings in (tokenizer in the graph); tflite: token "
-                          "ids in, vocab.txt and tokenizer.json beside it")
+    exp.add_argument("--format", default="savedmodel", choices=["savedmodel", "tflite", "onnx"],
+                     help="savedmodel: raw strings in (tokenizer in the graph); tflite, onnx: "
+                          "token ids in, vocab.txt and tokenizer.json beside it")
     exp.add_argument("--quantize", default="none", choices=["none", "dynamic", "float16", "int8"],
-                     help="TFLite only; int8 is calibrated on the run's transfer set")
+                     help="TFLite: all four, int8 calibrated on the run's transfer set; ONNX: "
+                          "none or dynamic (int8 weights)")
     ins = sub.add_parser("inspect", help="what the teacher taught: a store's sources, classes, "
                                          "confidence, agreement with gold labels")
     ins.add_argument("store", help="a soft-label store, e.g. RUN/store")
@@ -154,8 +155,12 @@ def _export(args) -> None:
         from students import tflite
 
         tflite.run(args.run_dir, args.output, args.quantize)
+    elif args.format == "onnx":
+        from students import onnx_export
+
+        onnx_export.run(args.run_dir, args.output, args.quantize)
     elif args.quantize != "none":
-        raise UserError("--quantize applies to --format tflite only.")
+        raise UserError("--quantize applies to --format tflite or onnx only.")
     else:
         export.run(args.run_dir, args.output)
     if os.path.isfile(rundir.RunDir(args.run_dir).metrics):  # Show the export in the report.

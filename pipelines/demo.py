@@ -169,8 +169,9 @@ def run(output: str, extra_overrides: list[str] = ()) -> dict:
 
 
 def grid_assets(root: str) -> list[str]:
-    """`grid.assets: demo`: the demo's data and encoders, plus a smaller student and a 1-layer truncated teacher."""
-    paths = demo.ensure_assets(root)
+    """`grid.assets: demo`: the demo's data and encoders, plus a smaller student and a
+    1-layer truncated teacher; returns the overrides that point a grid at them."""
+    paths = ensure_assets(root)
     small, truncated = os.path.join(root, "student_small"), os.path.join(root, "teacher_L1")
     if not os.path.isfile(os.path.join(truncated, "saved_model.pb")):
         with open(paths["vocab"]) as f:
@@ -179,4 +180,4 @@ def grid_assets(root: str) -> list[str]:
             num_layers=1, hidden_size=32, num_heads=2, vocab_size=size, max_position=64),
             paths["vocab"], seed=2)
         convert.truncate(paths["teacher"], 1, truncated)
-    return demo.overrides(paths)
+    return overrides(paths)

@@ -116,9 +116,9 @@ def mlm_loss(logits, batch):
 
 
 def _load_mlm(handle: str):
-    handles.resolve(handle, "Encoder handle")
+    loadable = handles.resolve(handle, "Encoder handle")
     try:
-        loaded = hub.load(handle)
+        loaded = hub.load(loadable)
     except Exception as e:
         raise UserError(f"Encoder handle {handle!r} could not be loaded: {e}") from e
     if not hasattr(loaded, "mlm"):

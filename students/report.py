@@ -30,7 +30,8 @@ def run(cfg: config_lib.Config, run_dir: str) -> str:
         f"{cfg.student.distill.temperature}, alpha {cfg.student.distill.alpha}",
         *_transfer_lines(manifest["source"]), "",
         *_timing_lines(results, teacher, stages), *_environment_lines(results),
-        *_serving_lines(paths), *_tflite_lines(paths)]
+        *_serving_lines(paths), *_token_id_lines(paths.tflite, "TFLite", "model.tflite"),
+        *_token_id_lines(paths.onnx, "ONNX", "model.onnx")]
     if results.get("submission"):
         lines += ["", "## GLUE test predictions", ""]
         lines += [f"- {s}: `{v['file']}` ({v['examples']} rows)"
@@ -99,13 +100,14 @@ def _serving_lines(paths: rundir.RunDir) -> list[str]:
             f"- against the evaluation's dev predictions: {check or 'not checked'}"]
 
 
-def _tflite_lines(paths: rundir.RunDir) -> list[str]:
-    if not os.path.isfile(paths.tflite):
+def _token_id_lines(path: str, title: str, filename: str) -> list[str]:
+    """A token-id export (TFLite, ONNX) against the SavedModel, as it measured itself."""
+    if not os.path.isfile(path):
         return []
-    with open(paths.tflite) as f:
+    with open(path) as f:
         t = json.load(f)
-    return ["", "## TFLite export", "",
-            f"- `{t['export']}/model.tflite` (quantize: {t['quantize']}): "
+    return ["", f"## {title} export", "",
+            f"- `{t['export']}/{filename}` (quantize: {t['quantize']}): "
             f"{t['size_bytes'] / 1e6:.2f} MB against the SavedModel's "
             f"{t['savedmodel_size_bytes'] / 1e6:.2f} MB",
             f"- latency, batch 1: {t['latency_ms_batch_1']} ms against "

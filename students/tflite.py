@@ -8,32 +8,25 @@ the model, with a documented contract: DIR/model.tflite takes `input_word_ids`,
 ([CLS] a [SEP] b [SEP], WordPiece ids of DIR/vocab.txt, truncated to seq_length, zero
 padded), and returns `logits` [1, outputs]; DIR/tokenizer.json says seq_length, casing and
 label names. int8 quantization is calibrated on the student's packing of the first
-`CALIBRATION_EXAMPLES` transfer texts of the run's store. The export is measured against
-the run's SavedModel on the dev set (agreement, largest logit difference, score) and its
-size and batch-1 latency go to RUN/tflite.json, which RUN/report.md shows.
+`CALIBRATION_EXAMPLES` transfer texts of the run's store. The export is measured with
+LiteRT (`ai_edge_litert`) against the run's SavedModel on the dev set (agreement, largest
+logit difference, score) and its size and batch-1 latency go to RUN/tflite.json, which
+RUN/report.md shows. The contract is `students/token_ids.py`'s, shared with ONNX.
 """
 from __future__ import annotations
 
-import json
 import os
-import shutil
 
 import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
 import numpy as np
 import tensorflow as tf
 
-from distill import config as config_lib, data, encoders, metrics, rundir, store, tasks, text
+from distill import config as config_lib, encoders, rundir, store, tasks, text
 from distill.errors import UserError
-from students import export
+from students import export, token_ids
 
 QUANTIZE = ("none", "dynamic", "float16", "int8")
 CALIBRATION_EXAMPLES = 200
-
-
-def _examples(source: tf.data.Dataset, packer: text.Packer):
-    """Batches of one example, packed to the full seq_length, as int32 arrays by input name."""
-    for batch in source.batch(1).map(lambda b: packer(b, full_length=True)):
-        yield {n: batch[n].numpy() for n in encoders.INPUT_NAMES}
 
 
 def convert(cfg: config_lib.Config, run_dir: str, quantize: str) -> bytes:
@@ -61,7 +54,7 @@ def convert(cfg: config_lib.Config, run_dir: str, quantize: str) -> bytes:
         packer = text.packer(cfg.student, task.is_pair)
 
         def calibration():
-            for ex in _examples(transfer.take(CALIBRATION_EXAMPLES), packer):
+            for ex in token_ids.examples(transfer.take(CALIBRATION_EXAMPLES), packer):
                 yield [ex[n] for n in encoders.INPUT_NAMES]
 
         converter.representative_dataset = calibration
@@ -69,10 +62,14 @@ def convert(cfg: config_lib.Config, run_dir: str, quantize: str) -> bytes:
 
 
 class Interpreter:
-    """A TFLite model as `fn(example) -> logits` for one packed example."""
+    """A TFLite model as `fn(example) -> logits` for one packed example, run by LiteRT (the
+    `ai_edge_litert` interpreter that replaces TensorFlow's deprecated `tf.lite.Interpreter`;
+    TensorFlow's converter still writes the model)."""
 
     def __init__(self, model_path: str):
-        self.interpreter = tf.lite.Interpreter(model_path=model_path)
+        from ai_edge_litert.interpreter import Interpreter as LiteRT
+
+        self.interpreter = LiteRT(model_path=model_path)
         self.interpreter.allocate_tensors()
         self.inputs = {n: next(d["index"] for d in self.interpreter.get_input_details()
                                if n in d["name"]) for n in encoders.INPUT_NAMES}
@@ -96,10 +93,10 @@ def run(run_dir: str, output: str, quantize: str = "none") -> dict:
         raise UserError(f"student.preprocessor {cfg.student.preprocessor!r}: no vocab.txt found "
                         f"to ship beside the TFLite model.")
     model = convert(cfg, run_dir, quantize)
-    write_bundle(cfg, output, vocab, {"model.tflite": model})
+    token_ids.write_bundle(cfg, output, vocab, {"model.tflite": model})
     lite = Interpreter(os.path.join(output, "model.tflite"))
     summary = {"export": os.path.abspath(output), "quantize": quantize, "size_bytes": len(model),
-               **compare_on_dev(cfg, paths, lite)}
+               **token_ids.compare_on_dev(cfg, paths, lite)}
     rundir.write_json_atomic(paths.tflite, summary)
     print(f"[export] {output}/model.tflite ({quantize}): {len(model) / 1e6:.2f} MB, "
           f"{summary['latency_ms_batch_1']} ms (batch 1); dev {summary['dev_score']:.4f} against "
@@ -109,54 +106,3 @@ def run(run_dir: str, output: str, quantize: str = "none") -> dict:
     return summary
 
 
-def write_bundle(cfg: config_lib.Config, output: str, vocab: str, files: dict[str, bytes]) -> None:
-    """DIR with the model `files`, the vocab and tokenizer.json (the token-id contract)."""
-    task = tasks.get(cfg.task)
-
-    def write(tmp):
-        os.makedirs(tmp)
-        for name, content in files.items():
-            with open(os.path.join(tmp, name), "wb") as f:
-                f.write(content)
-        shutil.copyfile(vocab, os.path.join(tmp, "vocab.txt"))
-        with open(os.path.join(tmp, "tokenizer.json"), "w") as f:
-            json.dump({"seq_length": cfg.student.seq_length, "lower_case": cfg.student.lower_case,
-                       "pair": task.is_pair, "inputs": list(encoders.INPUT_NAMES),
-                       "packing": "[CLS] text_a [SEP] (text_b [SEP]), zero padded",
-                       "outputs": "logits", "label_names": list(task.label_names)}, f, indent=2)
-
-    rundir.replace_dir(output, write)
-
-
-def compare_on_dev(cfg: config_lib.Config, paths: rundir.RunDir, fn) -> dict:
-    """An export on token ids (`fn(example) -> logits`) against the run's SavedModel on the
-    first dev split, one example at a time: scores, agreement, largest logit difference,
-    batch-1 latency and sizes."""
-    task = tasks.get(cfg.task)
-    saved = tf.saved_model.load(paths.student_model).signatures["serving_default"]
-
-    def saved_fn(example):
-        return saved(**{n: tf.constant(v) for n, v in example.items()})["logits"].numpy()[0]
-
-    split = task.dev_splits[0].name
-    source = data.labeled(cfg.data, task, split)
-    packer = text.packer(cfg.student, task.is_pair)
-    got, want, labels = [], [], []
-    for example, label in zip(_examples(source.get_tfdata(), packer), data.labels(source, task)):
-        got.append(fn(example))
-        want.append(saved_fn(example))
-        labels.append(label)
-    got, want, labels = np.stack(got), np.stack(want), np.asarray(labels)
-    first = next(_examples(source.get_tfdata().take(1), packer))
-    return {
-        "savedmodel_size_bytes": sum(os.path.getsize(os.path.join(d, f))
-                                     for d, _, fs in os.walk(paths.student_model) for f in fs),
-        "latency_ms_batch_1": export.median_ms(lambda: fn(first), repeats=50),
-        "savedmodel_latency_ms_batch_1": export.median_ms(lambda: saved_fn(first), repeats=50),
-        "dev_split": split, "dev_examples": len(labels),
-        "dev_score": metrics.compute(task, labels, got)["score"],
-        "savedmodel_dev_score": metrics.compute(task, labels, want)["score"],
-        "max_abs_logit_difference": float(np.abs(got - want).max()),
-        "agreement": None if task.is_regression else float(
-            (got.argmax(-1) == want.argmax(-1)).mean()),
-    }

@@ -61,3 +61,31 @@ def test_bad_handles_are_refused(tmp_path, tiny_preprocessor):
 def test_hidden_must_divide_by_heads():
     with pytest.raises(UserError, match="multiple of num_heads"):
         encoders.BertConfig(hidden_size=10, num_heads=3)
+
+
+def test_kaggle_model_handles_go_wherever_a_tf_hub_handle_goes(monkeypatch, tmp_path):
+    """A handle copied from a Kaggle model page is loaded from its Kaggle Models URL, which
+    tensorflow_hub resolves; preflight names the handle as the user gave it."""
+    import tensorflow_hub as hub
+
+    from distill import handles
+
+    kaggle = "tensorflow/bert/tensorFlow2/en-uncased-l-12-h-768-a-12/3"
+    assert handles.url(kaggle) == "https://www.kaggle.com/models/" + kaggle
+    assert handles.resolve(kaggle, "teacher.encoder") == handles.url(kaggle)
+    assert handles.url("https://tfhub.dev/tensorflow/bert_en_uncased_L-12_H-768_A-12/4") == \
+        "https://tfhub.dev/tensorflow/bert_en_uncased_L-12_H-768_A-12/4"
+    local = tmp_path / "tensorflow" / "bert" / "tensorflow2" / "v" / "3"
+    local.mkdir(parents=True)
+    assert not handles.is_remote(str(local))  # A local directory shaped like one stays local.
+    asked = []
+
+    def offline(handle):
+        asked.append(handle)
+        raise OSError("no network")
+
+    monkeypatch.setattr(hub, "resolve", offline)
+    with pytest.raises(UserError, match=rf"teacher.encoder: handle '{kaggle}' could not be "
+                                        rf"fetched: no network"):
+        handles.check_saved_model(kaggle, "teacher.encoder")
+    assert asked == ["https://www.kaggle.com/models/" + kaggle]

@@ -211,19 +211,21 @@ def test_run_from_tfds_mock_data_on_a_pair_task(tmp_path, vocab_file, tiny_encod
 
 
 @pytest.mark.large
-@pytest.mark.parametrize("quantize", ["none", "int8"])
-def test_tflite_export_predicts_as_the_savedmodel(glue_run, tmp_path, quantize):
-    """The TFLite model, run with tf.lite.Interpreter on the documented token-id contract,
-    against the run's own SavedModel on the same packed dev examples."""
+@pytest.mark.parametrize("fmt,quantize", [("tflite", "none"), ("tflite", "int8"),
+                                          ("onnx", "none"), ("onnx", "dynamic")])
+def test_token_id_exports_predict_as_the_savedmodel(glue_run, tmp_path, fmt, quantize):
+    """The TFLite model run by LiteRT (ai_edge_litert), and the ONNX model run by ONNX
+    Runtime, on the documented token-id contract, against the run's own SavedModel on the
+    same packed dev examples."""
     import tensorflow as tf
 
     from distill import encoders, text
     from pipelines import cli
-    from students import tflite
+    from students import onnx_export, tflite
 
     run_dir = glue_run[0]
-    out = tmp_path / f"tflite_{quantize}"
-    assert cli.main(["export", str(run_dir), "--output", str(out), "--format", "tflite",
+    out = tmp_path / f"{fmt}_{quantize}"
+    assert cli.main(["export", str(run_dir), "--output", str(out), "--format", fmt,
                      "--quantize", quantize]) == 0
     contract = json.loads((out / "tokenizer.json").read_text())
     assert contract["seq_length"] == 48 and contract["inputs"] == list(encoders.INPUT_NAMES)
@@ -232,7 +234,11 @@ def test_tflite_export_predicts_as_the_savedmodel(glue_run, tmp_path, quantize):
                          contract["seq_length"])
     dev = [line.split("\t")[0] for line in open(os.path.join(glue_run[3], "dev.tsv"))][1:51]
     batch = packer({"text_a": tf.constant(dev)}, full_length=True)
-    interpreter = tflite.Interpreter(str(out / "model.tflite"))
+    if fmt == "tflite":
+        interpreter = tflite.Interpreter(str(out / "model.tflite"))
+        assert type(interpreter.interpreter).__module__.startswith("ai_edge_litert")
+    else:
+        interpreter = onnx_export.Session(str(out / "model.onnx"))
     saved = tf.saved_model.load(str(run_dir / "student" / "distill" / "model"))
     got, want = [], []
     for i in range(len(dev)):
@@ -242,12 +248,12 @@ def test_tflite_export_predicts_as_the_savedmodel(glue_run, tmp_path, quantize):
             **{n: tf.constant(v) for n, v in example.items()})["logits"].numpy()[0])
     got, want = np.stack(got), np.stack(want)
     agreement = (got.argmax(-1) == want.argmax(-1)).mean()
-    summary = json.loads((run_dir / "tflite.json").read_text())
+    summary = json.loads((run_dir / f"{fmt}.json").read_text())
     if quantize == "none":  # Float: the same logits to float32 rounding.
         np.testing.assert_allclose(got, want, atol=1e-4)
         assert summary["agreement"] == 1.0
-    else:  # int8 (calibrated on the transfer set): at least 90% of predictions agree.
+    else:  # int8: at least 90% of predictions agree.
         assert agreement >= 0.9, agreement
         assert summary["size_bytes"] < 0.5 * summary["savedmodel_size_bytes"]
     assert summary["quantize"] == quantize and summary["dev_examples"] > 0
-    assert "## TFLite export" in (run_dir / "report.md").read_text()
+    assert f"## {'TFLite' if fmt == 'tflite' else 'ONNX'} export" in (run_dir / "report.md").read_text()

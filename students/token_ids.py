@@ -1,0 +1,81 @@
+"""The token-id contract of the on-device and ONNX exports, and how an export is measured.
+
+TFLite and ONNX Runtime have no kernels for tensorflow-text's BERT tokenizer, so these
+exports take token ids: `input_word_ids`, `input_mask` and `input_type_ids`, int32
+[1, seq_length], packed as BERT packs them ([CLS] a [SEP] b [SEP], WordPiece ids of
+DIR/vocab.txt, truncated to seq_length, zero padded), and return `logits` [1, outputs];
+DIR/tokenizer.json says seq_length, casing and label names.
+
+    distill export RUN --output DIR --format tflite|onnx
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
+import numpy as np
+import tensorflow as tf
+
+from distill import config as config_lib, data, encoders, metrics, rundir, tasks, text
+from students import export
+
+
+def examples(source: tf.data.Dataset, packer: text.Packer):
+    """Batches of one example, packed to the full seq_length, as int32 arrays by input name."""
+    for batch in source.batch(1).map(lambda b: packer(b, full_length=True)):
+        yield {n: batch[n].numpy() for n in encoders.INPUT_NAMES}
+
+
+def write_bundle(cfg: config_lib.Config, output: str, vocab: str, files: dict[str, bytes]) -> None:
+    """DIR with the model `files`, the vocab and tokenizer.json (the token-id contract)."""
+    task = tasks.get(cfg.task)
+
+    def write(tmp):
+        os.makedirs(tmp)
+        for name, content in files.items():
+            with open(os.path.join(tmp, name), "wb") as f:
+                f.write(content)
+        shutil.copyfile(vocab, os.path.join(tmp, "vocab.txt"))
+        with open(os.path.join(tmp, "tokenizer.json"), "w") as f:
+            json.dump({"seq_length": cfg.student.seq_length, "lower_case": cfg.student.lower_case,
+                       "pair": task.is_pair, "inputs": list(encoders.INPUT_NAMES),
+                       "packing": "[CLS] text_a [SEP] (text_b [SEP]), zero padded",
+                       "outputs": "logits", "label_names": list(task.label_names)}, f, indent=2)
+
+    rundir.replace_dir(output, write)
+
+
+def compare_on_dev(cfg: config_lib.Config, paths: rundir.RunDir, fn) -> dict:
+    """An export on token ids (`fn(example) -> logits`) against the run's SavedModel on the
+    first dev split, one example at a time: scores, agreement, largest logit difference,
+    batch-1 latency and sizes."""
+    task = tasks.get(cfg.task)
+    saved = tf.saved_model.load(paths.student_model).signatures["serving_default"]
+
+    def saved_fn(example):
+        return saved(**{n: tf.constant(v) for n, v in example.items()})["logits"].numpy()[0]
+
+    split = task.dev_splits[0].name
+    source = data.labeled(cfg.data, task, split)
+    packer = text.packer(cfg.student, task.is_pair)
+    got, want, labels = [], [], []
+    for example, label in zip(examples(source.get_tfdata(), packer), data.labels(source, task)):
+        got.append(fn(example))
+        want.append(saved_fn(example))
+        labels.append(label)
+    got, want, labels = np.stack(got), np.stack(want), np.asarray(labels)
+    first = next(examples(source.get_tfdata().take(1), packer))
+    return {
+        "savedmodel_size_bytes": sum(os.path.getsize(os.path.join(d, f))
+                                     for d, _, fs in os.walk(paths.student_model) for f in fs),
+        "latency_ms_batch_1": export.median_ms(lambda: fn(first), repeats=50),
+        "savedmodel_latency_ms_batch_1": export.median_ms(lambda: saved_fn(first), repeats=50),
+        "dev_split": split, "dev_examples": len(labels),
+        "dev_score": metrics.compute(task, labels, got)["score"],
+        "savedmodel_dev_score": metrics.compute(task, labels, want)["score"],
+        "max_abs_logit_difference": float(np.abs(got - want).max()),
+        "agreement": None if task.is_regression else float(
+            (got.argmax(-1) == want.argmax(-1)).mean()),
+    }
