@@ -189,15 +189,16 @@ class Writer:
         entry = self.manifest["shards"][k]
         path = os.path.join(self.store, entry["file"])
         n = 0
-        with atomic_path(path, clear_stale=True) as tmp:  # Only write errors are named as such, not the teacher's.
-            with output_errors(tmp):
+        # Only write errors are named as such (by the shard's name), not the teacher's.
+        with atomic_path(path, clear_stale=True) as tmp:
+            with output_errors(path):
                 w = tf.io.TFRecordWriter(tmp)
             for ex in examples:
                 record = serialize(ex, self.regression)
-                with output_errors(tmp):
+                with output_errors(path):
                     w.write(record)
                 n += 1
-            with output_errors(tmp):
+            with output_errors(path):
                 w.close()
             if n != entry["records"]:
                 raise RuntimeError(f"shard {k}: wrote {n} records, expected {entry['records']}")

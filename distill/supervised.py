@@ -14,7 +14,7 @@ from distill import data, losses, tasks as tasks_lib, text, training
 
 def train_on_labels(model: keras.Model, task: tasks_lib.Task, source: data.Source,
                     packer: text.Packer, schedule: training.Schedule, seed: int,
-                    workdir: str, desc: str) -> dict:
+                    workdir: str, desc: str, evaluate=None) -> dict:
     """Trains `model` with the task loss on `source`; resumes from `workdir`.
 
     Each epoch is a full seeded permutation of D_L (the shuffle holds all of it): GLUE's
@@ -34,4 +34,4 @@ def train_on_labels(model: keras.Model, task: tasks_lib.Task, source: data.Sourc
         return loss, {"hard": loss}
 
     return training.fit(model, make_dataset, source.total_examples, loss_fn, schedule, workdir,
-                        desc)
+                        desc, evaluate=evaluate)

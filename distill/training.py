@@ -9,6 +9,7 @@ had done). Progress goes to a tqdm bar and TensorBoard (`WORKDIR/tensorboard`).
 from __future__ import annotations
 
 import functools
+import json
 import os
 import time
 from typing import Callable
@@ -216,9 +217,33 @@ def _log(done: int, total: int, loss, parts: dict, optimizer, bar) -> None:
         tf.summary.scalar(f"loss/{name}", value, step=done)
 
 
+class _Curve:
+    """The score after each epoch (`fit`'s `evaluate`), kept in WORKDIR/epochs.json so that a
+    resumed run keeps the epochs it had scored."""
+
+    def __init__(self, workdir: str, evaluate: Callable[[], dict] | None):
+        self.path, self.evaluate = os.path.join(workdir, "epochs.json"), evaluate
+        self.rows = []
+        if evaluate and os.path.isfile(self.path):
+            with open(self.path) as f:
+                self.rows = json.load(f)
+
+    def after(self, done: int, per_epoch: int, total: int) -> None:
+        if not self.evaluate or (done % per_epoch and done != total):
+            return
+        epoch = -(-done // per_epoch)
+        if any(r["epoch"] == epoch for r in self.rows):
+            return
+        self.rows.append({"epoch": epoch, "step": done, **self.evaluate()})
+        tf.summary.scalar(f"eval/{self.rows[-1]['split']}", self.rows[-1]["score"], step=done)
+        if distribute.is_chief():
+            rundir.write_json_atomic(self.path, self.rows)
+
+
 def fit(model: keras.Model, make_dataset: Callable[[int], tf.data.Dataset],
         examples: int, loss_fn: Callable, schedule: Schedule, workdir: str,
-        desc: str = "train", input_names=encoders.INPUT_NAMES) -> dict:
+        desc: str = "train", input_names=encoders.INPUT_NAMES,
+        evaluate: Callable[[], dict] | None = None) -> dict:
     """Trains `model` on `make_dataset(epoch)` batches and returns a summary.
 
     Args:
@@ -230,6 +255,8 @@ def fit(model: keras.Model, make_dataset: Callable[[int], tf.data.Dataset],
       schedule: optimisation hyperparameters.
       workdir: checkpoints and TensorBoard logs go here; a rerun resumes.
       input_names: the batch features the model takes.
+      evaluate: () -> {"split", "score"}, called after each epoch (one device only): the
+        summary's `epochs` then has the curve.
     """
     strategy = tf.distribute.get_strategy()
     chief = distribute.is_chief(strategy)
@@ -247,6 +274,7 @@ def fit(model: keras.Model, make_dataset: Callable[[int], tf.data.Dataset],
         tqdm.write(f"[{desc}] global batch {schedule.batch_size} over "
                    f"{strategy.num_replicas_in_sync} replicas ({type(strategy).__name__})")
     t0, rate, loss = time.time(), _Rate(start), None
+    curve = _Curve(workdir, evaluate if strategy.num_replicas_in_sync == 1 else None)
     with (distribute.writes_to(checkpoints) as directory, writer.as_default(),
           tqdm(total=total, initial=start, desc=desc, unit="step", dynamic_ncols=True,
                mininterval=1.0, disable=not chief) as bar):
@@ -255,9 +283,12 @@ def fit(model: keras.Model, make_dataset: Callable[[int], tf.data.Dataset],
         while done < total:
             done, loss = _run_epoch(train_step, make_dataset, done, per_epoch, total, step,
                                     saver, rate, bar, optimizer, desc, loss)
+            curve.after(done, per_epoch, total)
     steady = rate.examples_per_s(total, schedule.batch_size)
-    return {"steps": total, "steps_this_run": total - start, "seconds": round(time.time() - t0, 2),
-            "steady_examples_per_s": steady, "final_loss": None if loss is None else float(loss)}
+    summary = {"steps": total, "steps_this_run": total - start,
+               "seconds": round(time.time() - t0, 2), "steady_examples_per_s": steady,
+               "final_loss": None if loss is None else float(loss)}
+    return {**summary, "epochs": curve.rows} if evaluate else summary
 
 
 class _Saver:

@@ -46,7 +46,8 @@ def run(cfg: config_lib.Config, run_dir: str) -> dict:
                                 regression=task.is_regression)
 
         summary = training.fit(model, make_dataset, examples, loss_fn, kd,
-                               paths.workdir("distill"), desc="distill")
+                               paths.workdir("distill"), desc="distill",
+                               evaluate=student_model.epoch_scorer(cfg, task, model))
         meta = {"task": task.name, "encoder": cfg.student.encoder, "init": cfg.student.init,
                 "params": models.count_params(model), "transfer_examples": examples}
         student_model.save(model, paths.model("distill"), paths.weights("distill"), meta)

@@ -26,7 +26,8 @@ def run(cfg: config_lib.Config, run_dir: str) -> dict:
         model = student_model.build(cfg, task, "finetune", start_from)
         summary = supervised.train_on_labels(
             model, task, source, text.packer(cfg.student, task.is_pair), cfg.student.finetune,
-            cfg.seed, paths.workdir("finetune"), desc="finetune")
+            cfg.seed, paths.workdir("finetune"), desc="finetune",
+            evaluate=student_model.epoch_scorer(cfg, task, model))
         meta = {"task": task.name, "encoder": cfg.student.encoder,
                 "params": models.count_params(model), "train_examples": source.total_examples}
         student_model.save(model, paths.model("finetune"), paths.weights("finetune"), meta)

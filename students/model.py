@@ -12,7 +12,8 @@ import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
 import tensorflow as tf
 import tf_keras as keras
 
-from distill import config as config_lib, distribute, encoders, models, tasks as tasks_lib
+from distill import (config as config_lib, data, distribute, encoders, metrics, models,
+                     tasks as tasks_lib, text)
 
 
 def reinitialize(variables, seed: int = 0, stddev: float = encoders.INIT_STDDEV) -> int:
@@ -46,6 +47,21 @@ def build(cfg: config_lib.Config, task: tasks_lib.Task, stage: str,
     elif cfg.student.init == "random":
         reinitialize(model.trainable_variables, seed=cfg.seed)
     return model
+
+
+def epoch_scorer(cfg: config_lib.Config, task: tasks_lib.Task, model: keras.Model):
+    """() -> the student's score on the heldout split carved from train, or else the first dev
+    split, for the curve after each epoch (reported, never selected on)."""
+    split = data.HELDOUT if cfg.data.heldout_fraction > 0 else task.dev_splits[0].name
+    source = data.labeled(cfg.data, task, split)
+    packer = text.packer(cfg.student, task.is_pair)
+
+    def score() -> dict:
+        out = models.predict_source(lambda x: model(x, training=False), source, packer,
+                                    cfg.eval_batch_size)
+        return {"split": split, "score": metrics.compute(task, out["label"], out["logits"])["score"]}
+
+    return score
 
 
 def inputs(cfg: config_lib.Config, stage: str, upstream: dict) -> dict:

@@ -21,9 +21,8 @@ import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
 import numpy as np
 import tensorflow as tf
 
-from distill import config as config_lib, encoders, rundir, text
-from distill.errors import UserError
-from students import export, token_ids
+from distill import config as config_lib, encoders, rundir
+from students import token_ids
 
 QUANTIZE = ("none", "dynamic")
 OPSET = 17
@@ -84,24 +83,6 @@ class Session:
 
 def run(run_dir: str, output: str, quantize: str = "none") -> dict:
     """Writes DIR/model.onnx, vocab.txt and tokenizer.json; measures them (RUN/onnx.json)."""
-    if quantize not in QUANTIZE:
-        raise UserError(f"--quantize: expected one of {list(QUANTIZE)} for --format onnx; "
-                        f"received {quantize!r}.")
-    cfg = export.run_config(run_dir)
-    paths = rundir.RunDir(run_dir, cfg)
-    vocab = text.vocab_file(cfg.student.preprocessor)
-    if vocab is None:
-        raise UserError(f"student.preprocessor {cfg.student.preprocessor!r}: no vocab.txt found "
-                        f"to ship beside the ONNX model.")
-    model = convert(cfg, run_dir, quantize)
-    token_ids.write_bundle(cfg, output, vocab, {"model.onnx": model})
-    session = Session(os.path.join(output, "model.onnx"))
-    summary = {"export": os.path.abspath(output), "quantize": quantize, "size_bytes": len(model),
-               "opset": OPSET, **token_ids.compare_on_dev(cfg, paths, session)}
-    rundir.write_json_atomic(paths.onnx, summary)
-    print(f"[export] {output}/model.onnx ({quantize}): {len(model) / 1e6:.2f} MB, "
-          f"{summary['latency_ms_batch_1']} ms (batch 1); dev {summary['dev_score']:.4f} against "
-          f"the SavedModel's {summary['savedmodel_dev_score']:.4f}, agreement "
-          f"{summary['agreement']}, largest logit difference "
-          f"{summary['max_abs_logit_difference']:.2e}")
-    return summary
+    return token_ids.run(run_dir, output, quantize, {
+        "name": "onnx", "file": "model.onnx", "quantize": QUANTIZE, "convert": convert,
+        "open": Session, "record": "onnx"})

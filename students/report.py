@@ -29,7 +29,8 @@ def run(cfg: config_lib.Config, run_dir: str) -> str:
         f"- distillation: loss {cfg.student.distill.loss}, temperature "
         f"{cfg.student.distill.temperature}, alpha {cfg.student.distill.alpha}",
         *_transfer_lines(manifest["source"]), "",
-        *_timing_lines(results, teacher, stages), *_environment_lines(results),
+        *_curve_lines(stages), *_timing_lines(results, teacher, stages),
+        *_environment_lines(results),
         *_serving_lines(paths), *_token_id_lines(paths.tflite, "TFLite", "model.tflite"),
         *_token_id_lines(paths.onnx, "ONNX", "model.onnx")]
     if results.get("submission"):
@@ -62,6 +63,17 @@ def _score_lines(cfg: config_lib.Config, task: tasks.Task, results: dict, teache
         row(f"student ({' + '.join(cfg.student.stages)}, init {cfg.student.init})", "student",
             cfg.student.encoder, last.get("params", 0)),
         *_restart_lines(teacher)]
+
+
+def _curve_lines(stages: dict) -> list[str]:
+    """Each student stage's score after each of its epochs (is a second round overfitting?)."""
+    rows = [(name, r) for name, summary in stages.items() for r in summary.get("epochs", [])]
+    if not rows:
+        return []
+    return (["## Score after each epoch", "", "| stage | epoch | step | split | score |",
+             "|---|---|---|---|---|"]
+            + [f"| {name} | {r['epoch']} | {r['step']} | {r['split']} | {r['score']:.4f} |"
+               for name, r in rows] + [""])
 
 
 def _timing_lines(results: dict, teacher: dict, stages: dict) -> list[str]:

@@ -15,15 +15,12 @@ RUN/report.md shows. The contract is `students/token_ids.py`'s, shared with ONNX
 """
 from __future__ import annotations
 
-import os
-
 import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
 import numpy as np
 import tensorflow as tf
 
 from distill import config as config_lib, encoders, rundir, store, tasks, text
-from distill.errors import UserError
-from students import export, token_ids
+from students import token_ids
 
 QUANTIZE = ("none", "dynamic", "float16", "int8")
 CALIBRATION_EXAMPLES = 200
@@ -84,25 +81,6 @@ class Interpreter:
 
 def run(run_dir: str, output: str, quantize: str = "none") -> dict:
     """Writes DIR/model.tflite, vocab.txt and tokenizer.json; measures them (RUN/tflite.json)."""
-    if quantize not in QUANTIZE:
-        raise UserError(f"--quantize: expected one of {list(QUANTIZE)}; received {quantize!r}.")
-    cfg = export.run_config(run_dir)
-    paths = rundir.RunDir(run_dir, cfg)
-    vocab = text.vocab_file(cfg.student.preprocessor)
-    if vocab is None:
-        raise UserError(f"student.preprocessor {cfg.student.preprocessor!r}: no vocab.txt found "
-                        f"to ship beside the TFLite model.")
-    model = convert(cfg, run_dir, quantize)
-    token_ids.write_bundle(cfg, output, vocab, {"model.tflite": model})
-    lite = Interpreter(os.path.join(output, "model.tflite"))
-    summary = {"export": os.path.abspath(output), "quantize": quantize, "size_bytes": len(model),
-               **token_ids.compare_on_dev(cfg, paths, lite)}
-    rundir.write_json_atomic(paths.tflite, summary)
-    print(f"[export] {output}/model.tflite ({quantize}): {len(model) / 1e6:.2f} MB, "
-          f"{summary['latency_ms_batch_1']} ms (batch 1); dev {summary['dev_score']:.4f} against "
-          f"the SavedModel's {summary['savedmodel_dev_score']:.4f}, agreement "
-          f"{summary['agreement']}, largest logit difference "
-          f"{summary['max_abs_logit_difference']:.2e}")
-    return summary
-
-
+    return token_ids.run(run_dir, output, quantize, {
+        "name": "tflite", "file": "model.tflite", "quantize": QUANTIZE, "convert": convert,
+        "open": Interpreter, "record": "tflite"})

@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from distill import config as config_lib, data, encoders, metrics, rundir, tasks, text
+from distill.errors import UserError
 from students import export
 
 
@@ -79,3 +80,34 @@ def compare_on_dev(cfg: config_lib.Config, paths: rundir.RunDir, fn) -> dict:
         "agreement": None if task.is_regression else float(
             (got.argmax(-1) == want.argmax(-1)).mean()),
     }
+
+
+def run(run_dir: str, output: str, quantize: str, fmt: dict) -> dict:
+    """One token-id export: checks `quantize`, converts, writes DIR and measures it.
+
+    Args:
+      fmt: the format's {"name", "file", "quantize" (allowed values), "convert" (cfg, run_dir,
+        quantize) -> model bytes, "open" (path) -> fn(example) -> logits, "record" (the
+        RunDir property its measurements go to)}.
+    """
+    if quantize not in fmt["quantize"]:
+        raise UserError(f"--quantize: expected one of {list(fmt['quantize'])} for --format "
+                        f"{fmt['name']}; received {quantize!r}.")
+    cfg = export.run_config(run_dir)
+    paths = rundir.RunDir(run_dir, cfg)
+    vocab = text.vocab_file(cfg.student.preprocessor)
+    if vocab is None:
+        raise UserError(f"student.preprocessor {cfg.student.preprocessor!r}: no vocab.txt found "
+                        f"to ship beside the {fmt['name']} model.")
+    model = fmt["convert"](cfg, run_dir, quantize)
+    write_bundle(cfg, output, vocab, {fmt["file"]: model})
+    fn = fmt["open"](os.path.join(output, fmt["file"]))
+    summary = {"export": os.path.abspath(output), "quantize": quantize, "size_bytes": len(model),
+               **compare_on_dev(cfg, paths, fn)}
+    rundir.write_json_atomic(getattr(paths, fmt["record"]), summary)
+    print(f"[export] {output}/{fmt['file']} ({quantize}): {len(model) / 1e6:.2f} MB, "
+          f"{summary['latency_ms_batch_1']} ms (batch 1); dev {summary['dev_score']:.4f} against "
+          f"the SavedModel's {summary['savedmodel_dev_score']:.4f}, agreement "
+          f"{summary['agreement']}, largest logit difference "
+          f"{summary['max_abs_logit_difference']:.2e}")
+    return summary

@@ -150,15 +150,17 @@ def test_a_per_cell_search_resumes_after_a_kill_and_skips_finished_trials(tmp_pa
         done = json.loads((best_dir / "student" / stage / "inputs.json").read_text())
         assert done["student"][stage]["learning_rate"] == best["values"]["student.*.learning_rate"]
     # Then refit: the selected setting trained again on all of train (grid.refit, the default),
-    # its distillation the selected trial's (the same store), its fine-tuning on all 300
-    # examples rather than the 270 the trial kept after carving the heldout split.
+    # its distillation the selected trial's (the same store), its fine-tuning on train with no
+    # split carved out of it (the trial's carved 10%).
     refit = trials_dir.parent / "refit"
     assert os.path.realpath(refit / "student" / "distill") == os.path.realpath(
         best_dir / "student" / "distill")
     finetuned = json.loads((refit / "student" / "finetune" / "done.json").read_text())
     trial_finetuned = json.loads((best_dir / "student" / "finetune" / "done.json").read_text())
-    assert (finetuned["summary"]["train_examples"], trial_finetuned["summary"]["train_examples"]) \
-        == (300, 270)
+    refit_data = json.loads((refit / "student" / "finetune" / "inputs.json").read_text())
+    trial_data = json.loads((best_dir / "student" / "finetune" / "inputs.json").read_text())
+    assert (refit_data["upstream"]["heldout_fraction"], trial_data["upstream"]["heldout_fraction"]) \
+        == (0.0, 0.1)
     assert searched["model"].startswith("the selected setting refit on all of train")
     with open(refit / "config.yaml") as f:
         assert "heldout_fraction: 0.0" in f.read()
@@ -219,7 +221,7 @@ def test_a_grid_on_a_given_teacher_runs_its_cells_and_a_failed_cell_fails_the_co
                        "--set", "grid.transfer_sizes=[]"])
     err = capsys.readouterr().err
     assert status == 1, err[-2000:]
-    assert "distill: 1 of 2 grid cells failed" in err and "sst2/broken/PD/0: " in err
+    assert "distill: 1 of 2 grid cells failed" in err and "sst2/broken/PD/0/None: " in err
     done = json.load(open(cell(str(out), "PD", student="L-2_H-64") + "/cell.json"))
     assert done["status"] == "done"
     teacher = json.load(open(cell(str(out), "PD", student="L-2_H-64") + "/teacher/done.json"))

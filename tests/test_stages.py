@@ -115,3 +115,11 @@ def test_ranges_read_as_they_are_checked():
     with pytest.raises(UserError, match=r"student.distill.learning_rate: expected a value > 0; "
                                         r"received -0.001"):
         config_lib.load(None, ["student.distill.learning_rate=-0.001"])
+
+
+def test_the_names_the_config_accepts_are_the_ones_the_modules_implement():
+    from distill import losses
+    from pipelines import sweep
+
+    assert set(losses.DISTILL_LOSSES) == set(config_lib.LOSSES)
+    assert set(sweep.ORACLES) == set(config_lib.ORACLES)

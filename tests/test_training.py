@@ -84,6 +84,27 @@ def test_resume_after_a_crash_ends_with_the_same_weights(tmp_path):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
 
 
+def test_the_score_after_each_epoch_is_kept_across_a_resume(tmp_path):
+    """`evaluate` runs after each epoch; a crashed run's scored epochs are not scored again."""
+    schedule = training.Schedule(epochs=3, batch_size=8, learning_rate=0.05, checkpoint_every=5)
+    calls = []
+
+    def evaluate():
+        calls.append(1)
+        return {"split": "validation", "score": float(len(calls))}
+
+    crashed = _model()
+    with pytest.raises(KeyboardInterrupt):  # In the second epoch (12 steps an epoch).
+        training.fit(crashed, _make_dataset(fail_at=17), 96, _loss, schedule, str(tmp_path),
+                     evaluate=evaluate)
+    assert len(calls) == 1
+    summary = training.fit(_model(), _make_dataset(), 96, _loss, schedule, str(tmp_path),
+                           evaluate=evaluate)
+    assert [(r["epoch"], r["step"], r["score"]) for r in summary["epochs"]] == [
+        (1, 12, 1.0), (2, 24, 2.0), (3, 36, 3.0)]
+    assert len(calls) == 3
+
+
 def test_shuffled_batches_come_from_length_sorted_windows(vocab_file):
     from distill import text
 
