@@ -249,13 +249,16 @@ COMMANDS = {"demo": _demo, "inspect": _inspect, "export": _export, "mlm": _mlm,
 
 
 def _locked_directory(args) -> tuple[str | None, bool]:
-    """The run directory a command writes into, and whether cooperating processes share it
-    (labeling workers, multi-worker training); None for commands that write no run directory."""
+    """The run directory a command writes into, and whether cooperating processes share it;
+    None for commands that write no run directory."""
     if args.command in ("convert", "mlm", "inspect"):
         return None, False
     directory = args.run_dir if args.command == "export" else args.output
     workers = getattr(args, "num_workers", None) or 1
-    return directory, workers > 1 or "TF_CONFIG" in os.environ
+    # Cooperating processes: labeling workers, a TF_CONFIG cluster, a keras-tuner chief and
+    # its workers (one sweep directory).
+    return directory, (workers > 1 or "TF_CONFIG" in os.environ
+                       or "KERASTUNER_ORACLE_IP" in os.environ)
 
 
 def _dispatch(args) -> None:
