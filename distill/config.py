@@ -32,8 +32,8 @@ SORT_WINDOW = 16  # Batches per length-sorted window, in training and labeling.
 # [CLS] and one [SEP] per segment, plus a word piece for each segment.
 MIN_SEQ_LENGTH = {False: 3, True: 5}  # Keyed by "is a pair task".
 ENSEMBLE_MEMBER_KEYS = ("encoder", "finetuned", "seed", "train")
-# Names the config selects by; the modules that implement them are checked against these
-# (tests/test_config.py), so the config need not import them.
+# Names the config selects by, declared here so that the config need not import the modules
+# that implement them (tests/test_stages.py checks the losses and oracles against theirs).
 LOSSES = ("soft_ce", "kl", "mse")  # distill/losses.py
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")  # distill/distribute.py
 PRECISIONS = ("float32", "bfloat16")
@@ -112,9 +112,10 @@ class DataConfig:
     # "text:PATH", "tfds:NAME:SPLIT:FIELDS", "recipe:nli_star" or "recipe:movie_reviews_star",
     # or a mapping {source, sample, max_examples, seed, sentences}: see distill/transfer.py.
     transfer: list = dataclasses.field(default_factory=lambda: ["labeled:train"])
-    max_train_examples: typing.Optional[int] = ranged(None, AT_LEAST_ONE)  # Keep the first N of D_L's train split.
-    max_transfer_examples: typing.Optional[int] = ranged(None, AT_LEAST_ONE)  # Keep the first N of each transfer entry.
-    max_eval_examples: typing.Optional[int] = ranged(None, AT_LEAST_ONE)  # Keep the first N of each dev/test split.
+    # Keep the first N of D_L's train split, of each transfer entry, of each dev/test split.
+    max_train_examples: typing.Optional[int] = ranged(None, AT_LEAST_ONE)
+    max_transfer_examples: typing.Optional[int] = ranged(None, AT_LEAST_ONE)
+    max_eval_examples: typing.Optional[int] = ranged(None, AT_LEAST_ONE)
     # Reuse a complete soft-label store (e.g. another run's RUN/store) instead of
     # labeling: a sweep of many students costs one teacher pass.
     store: typing.Optional[str] = None
@@ -168,7 +169,8 @@ class MLMConfig:
     data: list = dataclasses.field(default_factory=list)  # Text files; empty = no MLM stage.
     seq_length: int = ranged(SEQ_LENGTH, Range(MIN_SEQ_LENGTH[False]))
     max_predictions: int = ranged(20, AT_LEAST_ONE)  # Masked positions per sequence at most.
-    heldout: float = ranged(0.05, Range(0, 1, low_open=True, high_open=True))  # Fraction of the text kept aside to measure the MLM loss.
+    # Fraction of the text kept aside to measure the MLM loss.
+    heldout: float = ranged(0.05, Range(0, 1, low_open=True, high_open=True))
     train: Schedule = dataclasses.field(
         default_factory=lambda: Schedule(epochs=1, learning_rate=1e-4))
 
@@ -178,7 +180,8 @@ class DistillConfig(Schedule):
     """The distillation stage: its loss (Turc et al. 2019, Sec. 2, Eq. 1) and its schedule."""
 
     loss: str = "soft_ce"  # distill.losses: soft_ce | kl | mse (STS-B uses mse).
-    temperature: float = ranged(1.0, POSITIVE)  # T: both distributions are softened by it; T² scales the loss.
+    # T: both distributions are softened by it; T² scales the loss.
+    temperature: float = ranged(1.0, POSITIVE)
     alpha: float = ranged(0.0, UNIT)  # Weight of the hard-label loss where the store has gold labels.
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 
-from distill import config as config_lib, data, handles, store, tasks, text, transfer, transfer_spec
+from distill import config as config_lib, data, handles, store, tasks, text, transfer
 from distill.errors import UserError
 
 
@@ -67,9 +67,7 @@ def check(cfg: config_lib.Config, run_dir: str) -> None:
         if not os.path.isfile(path):
             raise UserError(f"student.mlm.data: text file {path} does not exist.")
     if not cfg.data.store:
-        for entry in transfer_spec.entries(cfg.data.transfer):  # Each opens, or is named.
-            transfer.open_source(entry, cfg.data, task)
-        # Last, since it reads every source: the transfer set's filters, decided now (and
-        # reused by the label stage), so a set that is empty or all dev/test text is refused
-        # before the teacher trains.
+        # Last, since it reads every source (after opening each, which names the one that
+        # fails): the transfer set's filters, decided now and reused by the label stage, so a
+        # set that is empty or all dev/test text is refused before the teacher trains.
         transfer.decide(cfg.data, task)

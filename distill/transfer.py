@@ -230,28 +230,33 @@ def decide(cfg_data, task: tasks_lib.Task, progress: bool = True) -> Decision:
         test data under another name), or nothing at all is left; naming the counts.
     """
     key = decision_key(cfg_data, task)
-    if key in _DECISIONS:
-        return _DECISIONS[key]
-    chosen = entries(cfg_data.transfer)
-    sources = [open_source(e, cfg_data, task) for e in chosen]
+    if key not in _DECISIONS:
+        chosen = entries(cfg_data.transfer)
+        sources = [open_source(e, cfg_data, task) for e in chosen]  # Each named if it fails.
+        _DECISIONS[key] = _filtered(cfg_data, task, chosen, sources, key, "transfer", progress)
+    return _DECISIONS[key]
+
+
+def _filtered(cfg_data, task: tasks_lib.Task, chosen: list[Entry], sources: list[data.Source],
+              key: str, desc: str, progress: bool) -> Decision:
+    """The one streaming pass over `sources` and the rules after it (`decide`); refuses an
+    empty result or a source that is all dev/test text."""
     guard = cfg_data.contamination_guard
     evaluation, heldout = ((_evaluation_keys(cfg_data, task), _heldout_keys(cfg_data, task))
                            if guard else (Keys(), Keys()))
     expected = [s.total_examples for s in sources]  # -1 where unknown until read.
-    bar = tqdm(total=None if -1 in expected else sum(expected), desc="transfer", unit="ex",
+    bar = tqdm(total=None if -1 in expected else sum(expected), desc=desc, unit="ex",
                disable=not progress, mininterval=1.0)
-    parts = []
+    guarded = [guard and entry.source != "labeled:train" for entry in chosen]
     with bar:
-        for entry, source in zip(chosen, sources):
-            guarded = guard and entry.source != "labeled:train"
-            parts.append(_read_source(entry, source, evaluation if guarded else Keys(),
-                                      heldout if guarded else Keys(), bar))
+        parts = [_read_source(entry, source, evaluation if g else Keys(),
+                              heldout if g else Keys(), bar)
+                 for entry, source, g in zip(chosen, sources, guarded)]
     keep, report = _apply_rules(parts)
-    for row, entry in zip(report, chosen):
-        row["guarded"] = guard and entry.source != "labeled:train"
+    for row, g in zip(report, guarded):
+        row["guarded"] = g
     decision = Decision(key, keep, {"sources": report, "contamination_guard": guard})
     _refuse_empty(decision)
-    _DECISIONS[key] = decision
     return decision
 
 
@@ -330,17 +335,8 @@ def filter_external(cfg_data, task: tasks_lib.Task, source: data.Source,
     Raises:
       UserError: as `decide` does, for an empty or all dev/test source.
     """
-    guard = cfg_data.contamination_guard
-    evaluation, heldout = ((_evaluation_keys(cfg_data, task), _heldout_keys(cfg_data, task))
-                           if guard else (Keys(), Keys()))
-    bar = tqdm(total=source.total_examples, desc="filters", unit="ex", mininterval=1.0)
-    with bar:
-        part = _read_source(Entry(source=name), source, evaluation, heldout, bar)
-    keep, report = _apply_rules([part])
-    report[0]["guarded"] = guard
-    decision = Decision(name, keep, {"sources": report, "contamination_guard": guard})
-    _refuse_empty(decision)
-    return keep, decision.report
+    decision = _filtered(cfg_data, task, [Entry(source=name)], [source], name, "filters", True)
+    return decision.keep, decision.report
 
 
 def selected(cfg_data, task: tasks_lib.Task, decision: Decision) -> data.Source:

@@ -125,11 +125,8 @@ class DistillTuner(keras_tuner.Tuner):
     def run_trial(self, trial, *args, **kwargs):
         cfg = trial_config(self.base, trial.hyperparameters.values, self.shared)
         run_dir = rundir.trial(self.output, trial.trial_id)
-        rundir.check_writable(run_dir)
         t0 = time.time()
-        for stage in cfg.student.stages:
-            glue.run_stage(stage, cfg, run_dir)
-        glue.save_config(cfg, run_dir)
+        train_student(cfg, run_dir)
         heldout = evaluate.score(cfg, run_dir, "student", data.HELDOUT)
         result = {"trial_id": trial.trial_id, "values": trial.hyperparameters.values,
                   "heldout": heldout, "seconds": round(time.time() - t0, 1),
@@ -208,13 +205,23 @@ def refit(cfg: config_lib.Config, output: str, shared: str, trial_id: str, value
     is linked from the trial's directory, not trained again.
     """
     refit_cfg = config_lib.override(trial_config(cfg, values, shared), {"data.heldout_fraction": 0.0})
-    rundir.check_writable(run_dir)
     if "distill" in refit_cfg.student.stages:
         rundir.link_stage(rundir.trial(output, trial_id), run_dir, "distill")
-    for stage in refit_cfg.student.stages:
-        glue.run_stage(stage, refit_cfg, run_dir)
-    glue.save_config(refit_cfg, run_dir)
-    return {s.name: evaluate.score(refit_cfg, run_dir, "student", s.name)["score"]
+    train_student(refit_cfg, run_dir)
+    return dev_scores(refit_cfg, run_dir)
+
+
+def train_student(cfg: config_lib.Config, run_dir: str) -> None:
+    """The student stages of `cfg` in `run_dir` (a trial's, a refit's), on a shared store."""
+    rundir.check_writable(run_dir)
+    for stage in cfg.student.stages:
+        glue.run_stage(stage, cfg, run_dir)
+    glue.save_config(cfg, run_dir)
+
+
+def dev_scores(cfg: config_lib.Config, run_dir: str) -> dict:
+    """The student's score on every dev split: reported, never selected on."""
+    return {s.name: evaluate.score(cfg, run_dir, "student", s.name)["score"]
             for s in tasks.get(cfg.task).dev_splits}
 
 
@@ -222,9 +229,8 @@ def best_dev_scores(cfg: config_lib.Config, tuner: DistillTuner, trial_id: str) 
     """The dev scores of one trial: reported for the best trial only, never selected on."""
     trial = tuner.oracle.trials[trial_id]
     trial_cfg = trial_config(cfg, trial.hyperparameters.values, tuner.shared)
-    run_dir = rundir.trial(tuner.output, trial_id)
-    return {f"dev_{s.name}": evaluate.score(trial_cfg, run_dir, "student", s.name)["score"]
-            for s in tasks.get(cfg.task).dev_splits}
+    scores = dev_scores(trial_cfg, rundir.trial(tuner.output, trial_id))
+    return {f"dev_{split}": score for split, score in scores.items()}
 
 
 def write_outputs(cfg: config_lib.Config, tuner: DistillTuner, output: str) -> dict:

@@ -19,9 +19,8 @@ import tempfile
 
 import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
 import numpy as np
-import tensorflow as tf
 
-from distill import config as config_lib, encoders, rundir
+from distill import config as config_lib, encoders
 from students import token_ids
 
 QUANTIZE = ("none", "dynamic")
@@ -42,18 +41,9 @@ def convert(cfg: config_lib.Config, run_dir: str, quantize: str) -> bytes:
     """The run's final student as ONNX model bytes."""
     import tf2onnx
 
-    loaded = tf.saved_model.load(rundir.RunDir(run_dir, cfg).student_model)  # Owns the variables.
-    serve = loaded.signatures["serving_default"]
-    spec = [tf.TensorSpec([1, cfg.student.seq_length], tf.int32, name=n)
-            for n in encoders.INPUT_NAMES]
-
-    @tf.function(input_signature=spec)
-    def logits(input_word_ids, input_mask, input_type_ids):
-        return {"logits": serve(input_word_ids=input_word_ids, input_mask=input_mask,
-                                input_type_ids=input_type_ids)["logits"]}
-
-    proto, _ = tf2onnx.convert.from_function(logits, input_signature=spec, opset=OPSET,
-                                             custom_op_handlers={"Erfc": (_erfc, [])})
+    logits, loaded = token_ids.logits_function(cfg, run_dir)  # `loaded` owns the variables.
+    proto, _ = tf2onnx.convert.from_function(logits, input_signature=logits.input_signature,
+                                             opset=OPSET, custom_op_handlers={"Erfc": (_erfc, [])})
     model = proto.SerializeToString()
     if quantize == "dynamic":
         from onnxruntime.quantization import QuantType, quantize_dynamic

@@ -28,17 +28,7 @@ CALIBRATION_EXAMPLES = 200
 
 def convert(cfg: config_lib.Config, run_dir: str, quantize: str) -> bytes:
     """The run's final student as TFLite flatbuffer bytes."""
-    paths = rundir.RunDir(run_dir, cfg)
-    loaded = tf.saved_model.load(paths.student_model)  # Kept alive: it owns the variables.
-    serve = loaded.signatures["serving_default"]
-    spec = [tf.TensorSpec([1, cfg.student.seq_length], tf.int32, name=n)
-            for n in encoders.INPUT_NAMES]
-
-    @tf.function(input_signature=spec)
-    def logits(input_word_ids, input_mask, input_type_ids):
-        return {"logits": serve(input_word_ids=input_word_ids, input_mask=input_mask,
-                                input_type_ids=input_type_ids)["logits"]}
-
+    logits, loaded = token_ids.logits_function(cfg, run_dir)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([logits.get_concrete_function()],
                                                                 loaded)
     if quantize != "none":
@@ -47,7 +37,7 @@ def convert(cfg: config_lib.Config, run_dir: str, quantize: str) -> bytes:
         converter.target_spec.supported_types = [tf.float16]
     if quantize == "int8":
         task = tasks.get(cfg.task)
-        transfer, _ = store.read(paths.store, verify_checksums=False)
+        transfer, _ = store.read(rundir.RunDir(run_dir, cfg).store, verify_checksums=False)
         packer = text.packer(cfg.student, task.is_pair)
 
         def calibration():

@@ -23,6 +23,23 @@ from distill.errors import UserError
 from students import export
 
 
+def logits_function(cfg: config_lib.Config, run_dir: str):
+    """The run's final student as a tf.function on the contract's inputs, int32 [1, seq_length]
+    -> {"logits"}: what the converters take. Returns (it, the loaded SavedModel, which owns the
+    variables and must stay alive while converting)."""
+    loaded = tf.saved_model.load(rundir.RunDir(run_dir, cfg).student_model)
+    serve = loaded.signatures["serving_default"]
+    spec = [tf.TensorSpec([1, cfg.student.seq_length], tf.int32, name=n)
+            for n in encoders.INPUT_NAMES]
+
+    @tf.function(input_signature=spec)
+    def logits(input_word_ids, input_mask, input_type_ids):
+        return {"logits": serve(input_word_ids=input_word_ids, input_mask=input_mask,
+                                input_type_ids=input_type_ids)["logits"]}
+
+    return logits, loaded
+
+
 def examples(source: tf.data.Dataset, packer: text.Packer):
     """Batches of one example, packed to the full seq_length, as int32 arrays by input name."""
     for batch in source.batch(1).map(lambda b: packer(b, full_length=True)):
