@@ -216,7 +216,8 @@ def mean_real_tokens(source: data.Source, packer: text.Packer) -> float:
 def prepare(root: str, vocab: str, args) -> None:
     """The models and stores every case reads: a BERT-Base-sized teacher, the students."""
     encoder = build_encoder(root, "bert_base", BASE, vocab)
-    models.export(models.build(encoder, 2, dropout=0.1), os.path.join(root, "teacher"),
+    models.export(models.build(encoder, 2, dropout=0.1, native=args.encoder == "native"),
+                  os.path.join(root, "teacher"),
                   {"task": "sst2"})
     for name, cfg in STUDENTS.items():
         build_encoder(root, name.replace(" ", ""), cfg, vocab)
@@ -241,17 +242,19 @@ def label_rate(fn, source: data.Source, packer: text.Packer) -> float:
 def run_case(case: str, root: str, vocab: str, args) -> dict:
     """One of our cases (`case_names`), in this process; its rate and this process's peak RSS."""
     packer = text.Packer(text.load(vocab), SEQ)
-    distribute.bf16_rewrite(case.endswith("bf16"))
+    bf16 = case.endswith("bf16")
+    distribute.set_precision("bfloat16" if bf16 else "float32")
     if case.startswith("label-"):
         fn, _ = models.load(os.path.join(root, "teacher"))
         result = {"examples_per_s": label_rate(fn, sst2(args.examples), packer)}
     else:
         _, size, way = case.split("|")
         window, _ = WAYS[way]
-        model = models.build(os.path.join(root, size.replace(" ", "")), 2, dropout=0.1)
+        model = models.build(os.path.join(root, size.replace(" ", "")), 2, dropout=0.1,
+                             native=args.encoder == "native")
         ds, _ = store_lib.read(os.path.join(root, "train_store"), verify_checksums=False)
         schedule = training.Schedule(epochs=1, batch_size=32, learning_rate=1e-4,
-                                     checkpoint_every=10 ** 9)
+                                     checkpoint_every=10 ** 9, jit_compile=args.jit)
 
         def make(epoch):
             return training.batches(ds, packer, 32, shuffle_seed=epoch, sort_window=window)
@@ -271,7 +274,8 @@ def run_cases(root: str, args) -> dict:
     for case in case_names():
         results[case] = processes.run_python([
             os.path.abspath(__file__), "--case", case, "--root", root,
-            "--examples", str(args.examples), "--train-examples", str(args.train_examples)])
+            "--examples", str(args.examples), "--train-examples", str(args.train_examples),
+            "--encoder", args.encoder] + (["--jit"] if args.jit else []))
         print(json.dumps(results[case]), flush=True)
     return results
 
@@ -285,6 +289,9 @@ def main() -> None:
     parser.add_argument("--memory-only", default=None, metavar="FACTORS",
                         help="only peak memory, e.g. 1,10,100 (times --memory-lines)")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--encoder", choices=("native", "hub"), default="native",
+                        help="our Keras encoder (the pipeline's default) or hub.KerasLayer")
+    parser.add_argument("--jit", action="store_true", help="training steps compiled with XLA")
     parser.add_argument("--peer", action="store_true",
                         help="also run PyTorch + transformers (peer_torch.py), case by case")
     parser.add_argument("--case", default=None, help=argparse.SUPPRESS)  # A child process's.

@@ -285,6 +285,11 @@ class Config:
     # "bfloat16": oneDNN's graph rewrite runs matmuls and other safe ops in bfloat16 on CPUs
     # that have it (AVX512-BF16, AMX); variables and losses stay float32.
     precision: str = "float32"
+    # true: an encoder whose weights map (this project's exports, TF Hub's Model Garden BERTs,
+    # converted checkpoints) runs as this project's own Keras encoder, checked against the
+    # SavedModel when loaded (faster; `precision` reaches every op); false: through
+    # hub.KerasLayer's fixed graph, as before.
+    native_encoder: bool = True
     distribute: DistributeConfig = dataclasses.field(default_factory=DistributeConfig)
     imported: ImportConfig = dataclasses.field(default_factory=ImportConfig)
     sweep: SweepConfig = dataclasses.field(default_factory=SweepConfig)

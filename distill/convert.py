@@ -18,63 +18,15 @@ import os
 import shutil
 
 import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
-import numpy as np
 import tensorflow as tf
 
-from distill import encoders, rundir, text
+from distill import encoders, rundir, text, weights
 from distill.errors import UserError
 
 FORMATS = ("bert-tf1", "hf")
 
-# Our variable name -> (TF1 name, Hugging Face name); HF linear weights are [out, in].
-_EMBEDDINGS = [
-    ("embeddings/word_embeddings", "bert/embeddings/word_embeddings", "embeddings.word_embeddings.weight"),
-    ("embeddings/position_embeddings", "bert/embeddings/position_embeddings",
-     "embeddings.position_embeddings.weight"),
-    ("embeddings/type_embeddings", "bert/embeddings/token_type_embeddings",
-     "embeddings.token_type_embeddings.weight"),
-]
-_LAYER_PARTS = [  # ours, TF1 under bert/encoder/layer_i/, HF under encoder.layer.i.
-    ("query", "attention/self/query", "attention.self.query"),
-    ("key", "attention/self/key", "attention.self.key"),
-    ("value", "attention/self/value", "attention.self.value"),
-    ("attention_output", "attention/output/dense", "attention.output.dense"),
-    ("attention_layer_norm", "attention/output/LayerNorm", "attention.output.LayerNorm"),
-    ("intermediate", "intermediate/dense", "intermediate.dense"),
-    ("output", "output/dense", "output.dense"),
-    ("output_layer_norm", "output/LayerNorm", "output.LayerNorm"),
-]
-_MLM = [
-    ("mlm/transform", "cls/predictions/transform/dense", "cls.predictions.transform.dense"),
-    ("mlm/layer_norm", "cls/predictions/transform/LayerNorm", "cls.predictions.transform.LayerNorm"),
-]
 _ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_approximate", "gelu_pytorch_tanh": "gelu_approximate",
                 "relu": "relu"}
-
-
-def _dense_rows(ours, tf1, hf):
-    """Kernel and bias of a dense layer, or gamma and beta of a LayerNorm."""
-    if ours.endswith("layer_norm"):
-        return [(f"{ours}/gamma", f"{tf1}/gamma", f"{hf}.weight", False),
-                (f"{ours}/beta", f"{tf1}/beta", f"{hf}.bias", False)]
-    return [(f"{ours}/kernel", f"{tf1}/kernel", f"{hf}.weight", True),
-            (f"{ours}/bias", f"{tf1}/bias", f"{hf}.bias", False)]
-
-
-def mapping(num_layers: int, with_mlm: bool) -> list[tuple[str, str, str, bool]]:
-    """Rows of (our variable, TF1 name, HF name, whether HF stores it transposed)."""
-    rows = [(o, t, h, False) for o, t, h in _EMBEDDINGS]
-    rows += _dense_rows("embeddings/layer_norm", "bert/embeddings/LayerNorm", "embeddings.LayerNorm")
-    for i in range(num_layers):
-        for ours, tf1, hf in _LAYER_PARTS:
-            rows += _dense_rows(f"transformer/layer_{i}/{ours}", f"bert/encoder/layer_{i}/{tf1}",
-                                f"encoder.layer.{i}.{hf}")
-    rows += _dense_rows("pooler", "bert/pooler/dense", "pooler.dense")
-    if with_mlm:
-        for ours, tf1, hf in _MLM:
-            rows += _dense_rows(ours, tf1, hf)
-        rows.append(("mlm/output_bias", "cls/predictions/output_bias", "cls.predictions.bias", False))
-    return rows
 
 
 def _config(path: str) -> encoders.BertConfig:
@@ -155,23 +107,10 @@ def convert(fmt: str, src: str, output: str, layers: int | None = None,
         if not 1 <= layers <= cfg.num_layers:
             raise UserError(f"--layers {layers}: expected 1..{cfg.num_layers} for this checkpoint.")
         cfg = dataclasses.replace(cfg, num_layers=layers)
-    column = 1 if fmt == "bert-tf1" else 2
-    mlm_name = mapping(0, True)[-1][column]
-    with_mlm = mlm_name in tensors
+    with_mlm = weights.mapping(0, True)[-1].name(fmt) in tensors
     model = encoders.build(cfg, with_mlm=with_mlm)
-    variables = {v.name[: -len(":0")]: v for v in
-                 (model.mlm.weights if with_mlm else model.weights)}
-    for row in mapping(cfg.num_layers, with_mlm):
-        ours, source, transposed = row[0], row[column], row[3] and fmt == "hf"
-        if source not in tensors:
-            raise UserError(f"{src}: checkpoint lacks tensor {source!r} (for {ours}); it does not "
-                            f"match a BERT of {cfg.num_layers} layers.")
-        value = tensors[source].T if transposed else tensors[source]
-        target = variables[ours]
-        if tuple(value.shape) != tuple(target.shape):
-            raise UserError(f"{src}: tensor {source!r} has shape {tuple(tensors[source].shape)}; "
-                            f"expected {tuple(target.shape)} for {ours}.")
-        target.assign(value.astype(np.float32))
+    weights.assign(encoders.variables_by_name(model, with_mlm), tensors, fmt, cfg.num_layers,
+                   with_mlm, src)
     os.makedirs(output, exist_ok=True)
     local_vocab = os.path.join(output, "vocab.txt")
     rundir.write_file_atomic(local_vocab, lambda tmp: shutil.copyfile(vocab, tmp))
@@ -202,10 +141,11 @@ def truncate(encoder_dir: str, layers: int, output: str) -> str:
 
     loaded = hub.load(encoder_dir)
     with_mlm = hasattr(loaded, "mlm")
-    values = {v.name: v for v in (loaded.mlm.variables if with_mlm else loaded.variables)}
+    values = {v.name[: -len(":0")]: v.numpy()
+              for v in (loaded.mlm.variables if with_mlm else loaded.variables)}
     cfg = dataclasses.replace(cfg, num_layers=layers)
     model = encoders.build(cfg, with_mlm=with_mlm)
-    for v in (model.mlm.weights if with_mlm else model.weights):
-        v.assign(values[v.name])
+    weights.assign(encoders.variables_by_name(model, with_mlm), values, "ours", layers, with_mlm,
+                   encoder_dir)
     vocab = loaded.vocab_file.asset_path.numpy().decode()
     return encoders.export(model, output, vocab, bool(loaded.do_lower_case.numpy()), cfg)

@@ -51,17 +51,19 @@ def bf16_rewrite(on: bool) -> None:
     tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": on})
 
 
-def _set_precision(precision: str) -> None:
-    """bfloat16 through oneDNN's automatic mixed-precision graph rewrite (CPUs only).
-
-    A TF Hub encoder is a SavedModel whose ops carry their dtypes, so Keras'
-    mixed-precision policy cannot reach inside it; a graph rewrite can.
+def set_precision(precision: str) -> None:
+    """bfloat16 on CPUs: Keras' `mixed_bfloat16` policy for the encoders this project builds
+    (matmuls and elementwise ops in bfloat16; variables, softmax, logits and losses in
+    float32), and oneDNN's automatic mixed-precision graph rewrite for the graphs that come
+    from SavedModels (a teacher's serving function, an encoder run through hub.KerasLayer),
+    whose ops carry their dtypes so that a policy cannot reach inside them.
     """
-    if precision == "bfloat16":
-        if tf.config.list_physical_devices("GPU"):
-            raise UserError("precision = 'bfloat16' uses oneDNN's bfloat16 graph rewrite, which "
-                            "runs on CPUs; on GPUs, use precision = 'float32'.")
-        bf16_rewrite(True)
+    if precision == "bfloat16" and tf.config.list_physical_devices("GPU"):
+        raise UserError("precision = 'bfloat16' uses oneDNN's bfloat16 kernels, which run on "
+                        "CPUs; on GPUs, use precision = 'float32'.")
+    keras.mixed_precision.set_global_policy(
+        "mixed_bfloat16" if precision == "bfloat16" else "float32")
+    bf16_rewrite(precision == "bfloat16")
 
 
 def configure(cfg) -> None:
@@ -71,7 +73,7 @@ def configure(cfg) -> None:
     if cfg.deterministic:  # A process cannot turn it off again.
         keras.utils.set_random_seed(cfg.seed)  # Python, NumPy and TensorFlow seeds.
         tf.config.experimental.enable_op_determinism()
-    _set_precision(cfg.precision)
+    set_precision(cfg.precision)
 
 
 def environment(cfg) -> dict:
@@ -97,7 +99,9 @@ def environment(cfg) -> dict:
             "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0",
             "onednn_bf16_rewrite": bool(tf.config.optimizer.get_experimental_options().get(
                 "auto_mixed_precision_onednn_bfloat16", False)),
-            "precision": cfg.precision, "deterministic": cfg.deterministic,
+            "precision": cfg.precision,
+            "keras_policy": keras.mixed_precision.global_policy().name,
+            "deterministic": cfg.deterministic,
             "strategy": cfg.distribute.strategy}
 
 

@@ -22,11 +22,12 @@ import json
 import os
 
 import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
+import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 import tensorflow_hub as hub
 
-from distill import handles, rundir
+from distill import handles, rundir, weights
 from distill.errors import UserError
 
 INPUT_NAMES = ("input_word_ids", "input_mask", "input_type_ids")
@@ -61,13 +62,21 @@ class BertConfig:
                 f"received hidden_size={self.hidden_size}, num_heads={self.num_heads}.")
 
 
-def _dense(units, name, cfg, activation=None):
+def _dense(units, name, cfg, activation=None, dtype=None):
     init = keras.initializers.TruncatedNormal(stddev=cfg.initializer_range)
-    return keras.layers.Dense(units, activation=activation, kernel_initializer=init, name=name)
+    return keras.layers.Dense(units, activation=activation, kernel_initializer=init, name=name,
+                              dtype=dtype)
 
 
-def _layer_norm(name):
-    return keras.layers.LayerNormalization(epsilon=1e-12, name=name)
+def _layer_norm(name, dtype=None):
+    return keras.layers.LayerNormalization(epsilon=1e-12, name=name, dtype=dtype)
+
+
+def _dropout(rate, seed, dtype):
+    # Generator-backed dropout: its state is a variable, saved with the encoder and in
+    # training checkpoints, so a resumed run draws the masks an uninterrupted one would;
+    # seeded from the run's seed, so the same command drops the same units.
+    return keras.layers.Dropout(rate, seed=seed, force_generator=True, dtype=dtype)
 
 
 _ACTIVATIONS = {
@@ -80,13 +89,11 @@ _ACTIVATIONS = {
 class Embeddings(keras.layers.Layer):
     """Word + position + token-type embeddings, then LayerNorm and dropout."""
 
-    def __init__(self, cfg: BertConfig, **kwargs):
+    def __init__(self, cfg: BertConfig, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
         self.cfg = cfg
-        self.norm = _layer_norm("layer_norm")
-        # Generator-backed dropout: its state is a variable, saved with the encoder and in
-        # training checkpoints, so a resumed run draws the masks an uninterrupted one would.
-        self.dropout = keras.layers.Dropout(cfg.dropout, force_generator=True)
+        self.norm = _layer_norm("layer_norm", self.dtype_policy)
+        self.dropout = _dropout(cfg.dropout, seed, self.dtype_policy)
 
     def build(self, input_shape):
         def table(name, rows):
@@ -107,20 +114,25 @@ class Embeddings(keras.layers.Layer):
 
 
 class TransformerLayer(keras.layers.Layer):
-    """One post-LayerNorm Transformer block (Vaswani et al. 2017), as BERT uses it."""
+    """One post-LayerNorm Transformer block (Vaswani et al. 2017), as BERT uses it.
 
-    def __init__(self, cfg: BertConfig, **kwargs):
+    Under a mixed-precision policy the matmuls and elementwise ops run in the compute dtype
+    (bfloat16) and the softmax in float32; variables are float32 either way.
+    """
+
+    def __init__(self, cfg: BertConfig, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
         self.heads, self.head_size = cfg.num_heads, cfg.hidden_size // cfg.num_heads
-        h = cfg.hidden_size
-        self.query, self.key, self.value = (_dense(h, n, cfg) for n in ("query", "key", "value"))
-        self.attention_output = _dense(h, "attention_output", cfg)
-        self.attention_norm = _layer_norm("attention_layer_norm")
+        h, policy = cfg.hidden_size, self.dtype_policy
+        self.query, self.key, self.value = (_dense(h, n, cfg, dtype=policy)
+                                            for n in ("query", "key", "value"))
+        self.attention_output = _dense(h, "attention_output", cfg, dtype=policy)
+        self.attention_norm = _layer_norm("attention_layer_norm", policy)
         self.intermediate = _dense(cfg.intermediate, "intermediate", cfg,
-                                   activation=_ACTIVATIONS[cfg.activation])
-        self.output_dense = _dense(h, "output", cfg)
-        self.output_norm = _layer_norm("output_layer_norm")
-        self.dropout = keras.layers.Dropout(cfg.dropout, force_generator=True)
+                                   activation=_ACTIVATIONS[cfg.activation], dtype=policy)
+        self.output_dense = _dense(h, "output", cfg, dtype=policy)
+        self.output_norm = _layer_norm("output_layer_norm", policy)
+        self.dropout = _dropout(cfg.dropout, seed, policy)
 
     def _split_heads(self, x):
         shape = tf.shape(x)
@@ -128,9 +140,9 @@ class TransformerLayer(keras.layers.Layer):
 
     def call(self, x, mask_bias, training=None):
         q, k, v = (self._split_heads(f(x)) for f in (self.query, self.key, self.value))
-        scores = tf.einsum("bthd,bshd->bhts", q, k) * (self.head_size ** -0.5)
-        probs = tf.nn.softmax(scores + tf.cast(mask_bias, scores.dtype), axis=-1)
-        probs = self.dropout(probs, training=training)
+        scores = tf.einsum("bthd,bshd->bhts", q * (self.head_size ** -0.5), k)
+        probs = tf.nn.softmax(tf.cast(scores, tf.float32) + mask_bias, axis=-1)
+        probs = self.dropout(tf.cast(probs, q.dtype), training=training)
         context = tf.einsum("bhts,bshd->bthd", probs, v)
         context = tf.reshape(context, tf.shape(x))
         x = self.attention_norm(x + self.dropout(self.attention_output(context), training=training))
@@ -145,8 +157,8 @@ class MaskedLMHead(keras.layers.Layer):
         super().__init__(**kwargs)
         self.embeddings = embeddings
         self.transform = _dense(cfg.hidden_size, "transform", cfg,
-                                activation=_ACTIVATIONS[cfg.activation])
-        self.norm = _layer_norm("layer_norm")
+                                activation=_ACTIVATIONS[cfg.activation], dtype=self.dtype_policy)
+        self.norm = _layer_norm("layer_norm", self.dtype_policy)
         self.vocab_size = cfg.vocab_size
 
     def build(self, input_shape):
@@ -164,28 +176,37 @@ def _mask_bias(input_mask):
     return (1.0 - tf.cast(input_mask, tf.float32))[:, tf.newaxis, tf.newaxis, :] * -1e9
 
 
-def build(cfg: BertConfig, with_mlm: bool = True) -> keras.Model:
-    """Builds a BERT encoder as a Keras model with the TF Hub encoder API, `.mlm` attached."""
+def build(cfg: BertConfig, with_mlm: bool = True, seed: int | None = None,
+          dtype: str | None = None, name: str = "bert_encoder") -> keras.Model:
+    """Builds a BERT encoder as a Keras model with the TF Hub encoder API, `.mlm` attached.
+
+    `seed` seeds its dropout; `dtype` overrides the global mixed-precision policy.
+    """
+    def seeded(k):
+        return None if seed is None else seed + k
+
     inputs = {n: keras.Input((None,), dtype=tf.int32, name=n) for n in INPUT_NAMES}
-    embeddings = Embeddings(cfg, name="embeddings")
+    embeddings = Embeddings(cfg, seed=seeded(0), name="embeddings", dtype=dtype)
     x = embeddings(inputs["input_word_ids"], inputs["input_type_ids"])
-    bias = keras.layers.Lambda(_mask_bias, name="attention_mask")(inputs["input_mask"])
+    bias = keras.layers.Lambda(_mask_bias, name="attention_mask", dtype="float32")(
+        inputs["input_mask"])
     layer_outputs = []
     for i in range(cfg.num_layers):
-        x = TransformerLayer(cfg, name=f"transformer/layer_{i}")(x, bias)
+        x = TransformerLayer(cfg, seed=seeded(1 + i), name=f"transformer/layer_{i}",
+                             dtype=dtype)(x, bias)
         layer_outputs.append(x)
-    first_token = keras.layers.Lambda(lambda s: s[:, 0], name="first_token")(x)
-    pooled = _dense(cfg.hidden_size, "pooler", cfg, activation="tanh")(first_token)
+    first_token = keras.layers.Lambda(lambda s: s[:, 0], name="first_token", dtype=dtype)(x)
+    pooled = _dense(cfg.hidden_size, "pooler", cfg, activation="tanh", dtype=dtype)(first_token)
     outputs = dict(sequence_output=x, pooled_output=pooled, encoder_outputs=layer_outputs,
                    default=pooled)
-    core = keras.Model(inputs, outputs, name="bert_encoder")
+    core = keras.Model(inputs, outputs, name=name)
     if not with_mlm:
         return core
 
     mlm_inputs = dict(inputs, masked_lm_positions=keras.Input((None,), dtype=tf.int32,
                                                                    name="masked_lm_positions"))
     core_outputs = core({n: mlm_inputs[n] for n in INPUT_NAMES})
-    mlm_logits = MaskedLMHead(cfg, embeddings, name="mlm")(
+    mlm_logits = MaskedLMHead(cfg, embeddings, name="mlm", dtype=dtype)(
         core_outputs["sequence_output"], mlm_inputs["masked_lm_positions"])
     mlm = keras.Model(mlm_inputs, dict(core_outputs, mlm_logits=mlm_logits), name="bert_mlm")
     # Keep the MLM head's weights out of the core encoder's variables, as the hub
@@ -221,19 +242,163 @@ def export_random(path: str, cfg: BertConfig, vocab_file: str, lower_case: bool 
     return export(build(cfg), path, vocab_file, lower_case, cfg)
 
 
-def load(handle: str, trainable: bool = True, name: str = "encoder") -> hub.KerasLayer:
+def variables_by_name(model: keras.Model, with_mlm: bool) -> dict:
+    """{our weight name: variable} of a model from `build` (its `.mlm` head too, if asked)."""
+    return {v.name[: -len(":0")]: v for v in (model.mlm.weights if with_mlm else model.weights)}
+
+
+def open_saved(handle: str):
+    """(the loaded SavedModel, the path or URL it was loaded from) of an encoder handle."""
+    loadable = handles.resolve(handle, "Encoder handle")
+    try:
+        return hub.load(loadable), loadable
+    except Exception as e:  # hub raises many types; all mean "cannot load".
+        raise UserError(f"Encoder handle {handle!r} could not be loaded: {e}") from e
+
+
+def load(handle: str, trainable: bool = True, name: str = "encoder", seed: int | None = None,
+         native: bool = True) -> keras.layers.Layer:
     """Loads a TF Hub encoder handle or local SavedModel directory as a Keras layer.
+
+    With `native` (the default) the weights go into our own Keras encoder (`build`), which
+    trains and labels faster than the SavedModel's fixed graph and follows the
+    mixed-precision policy; it is checked against the SavedModel's own outputs first. An
+    encoder whose weights do not map (`weights.Unmapped`) runs through `hub.KerasLayer`, with
+    one line saying why. `seed` seeds the native encoder's dropout.
 
     Raises:
       UserError: if the handle cannot be loaded or lacks the encoder signature.
     """
-    loadable = handles.resolve(handle, "Encoder handle")
-    try:
-        layer = hub.KerasLayer(loadable, trainable=trainable, name=name)
-    except Exception as e:  # hub raises many types; all mean "cannot load".
-        raise UserError(f"Encoder handle {handle!r} could not be loaded: {e}") from e
+    loaded, loadable = open_saved(handle)
+    layer = hub.KerasLayer(loaded, trainable=trainable, name=name)
     _check_signature(layer, handle)
-    return layer
+    if not native:
+        return layer
+    try:
+        model = native_from(loaded, loadable, seed=seed, name=name)
+    except weights.Unmapped as e:
+        print(f"[encoder] {handle} runs through hub.KerasLayer: {e}")
+        return layer
+    model.trainable = trainable
+    return model
+
+
+def _call(layer, inputs: dict):
+    """`layer(inputs)`, in replica context under a strategy's scope (where restored functions
+    must run), as the first replica's result."""
+    strategy = tf.distribute.get_strategy()
+    return strategy.experimental_local_results(strategy.run(layer, args=(inputs,)))[0]
+
+
+def _probe(cfg: BertConfig) -> dict:
+    """Two sequences of 12 word pieces, the second padded after 8, both token types."""
+    ids = (np.arange(24).reshape(2, 12) * 7919 + 3) % min(cfg.vocab_size, 1000)
+    mask = np.ones_like(ids)
+    mask[1, 8:] = 0
+    types = np.zeros_like(ids)
+    types[:, 6:] = min(1, cfg.type_vocab_size - 1)
+    return {n: tf.constant(a, tf.int32) for n, a in zip(INPUT_NAMES, (ids, mask, types))}
+
+
+def native_from(loaded, loadable: str, seed: int | None = None, name: str = "encoder",
+                with_mlm: bool = False) -> keras.Model:
+    """Our encoder (`.mlm` too if asked) with `loaded`'s weights, checked against `loaded`'s
+    own functions on a probe batch (float32, 1e-4); under a mixed-precision policy it is
+    then rebuilt in that policy with the same weights. It remembers its vocab, casing and
+    sizes (`export_native`).
+
+    Raises:
+      weights.Unmapped: if the weights do not map or the outputs differ.
+    """
+    saved = {v.name[: -len(":0")]: v for v in (loaded.mlm if with_mlm else loaded).variables}
+    layout, names = weights.saved_layout(list(saved))
+    tensors = {ours: saved[s] for ours, s in names.items()}
+    cfg = _native_config(tensors, layout, loadable)
+    model = build(cfg, with_mlm=with_mlm, seed=seed, dtype="float32", name=name)
+    try:
+        weights.assign(variables_by_name(model, with_mlm), tensors, layout, cfg.num_layers,
+                       with_mlm, loadable)
+    except UserError as e:
+        raise weights.Unmapped(str(e)) from None
+    gap = _gap(loaded, model, cfg, with_mlm)
+    if not gap <= 1e-4:
+        raise weights.Unmapped(f"its outputs differ from the SavedModel's by {gap:.2g}")
+    if keras.mixed_precision.global_policy().name != "float32":
+        mixed = build(cfg, with_mlm=with_mlm, seed=seed, name=name)
+        (mixed.mlm if with_mlm else mixed).set_weights((model.mlm if with_mlm else model).get_weights())
+        model = mixed
+    model.bert_config = cfg
+    model.source_vocab = loaded.vocab_file.asset_path.numpy().decode() if hasattr(
+        loaded, "vocab_file") else None
+    model.lower_case = bool(loaded.do_lower_case.numpy()) if hasattr(loaded, "do_lower_case") else True
+    return model
+
+
+def _gap(loaded, model: keras.Model, cfg: BertConfig, with_mlm: bool) -> float:
+    """The largest difference between `loaded`'s outputs and `model`'s on the probe batch."""
+    probe = _probe(cfg)
+    real = probe["input_mask"].numpy().astype(bool)
+    if with_mlm:
+        probe["masked_lm_positions"] = tf.constant([[1, 3], [2, 5]], tf.int32)
+    ours = model.mlm if with_mlm else model
+    reference = hub.KerasLayer(loaded.mlm if with_mlm else loaded)
+    want, got = _call(reference, probe), _call(ours, probe)
+    if len(want["encoder_outputs"]) != len(got["encoder_outputs"]):
+        return float("inf")
+    gaps = [np.abs(want["pooled_output"] - got["pooled_output"]).max(),
+            np.abs(np.asarray(want["sequence_output"])[real]
+                   - np.asarray(got["sequence_output"])[real]).max()]
+    if with_mlm:
+        gaps.append(np.abs(want["mlm_logits"] - got["mlm_logits"]).max())
+    return float(max(gaps))
+
+
+def export_native(model: keras.Model, path: str) -> str:
+    """Exports an encoder from `native_from` (trained or not) in the TF Hub format, with the
+    vocab and casing of the SavedModel it came from."""
+    if not model.source_vocab:
+        raise UserError(f"cannot export to {path}: the encoder's SavedModel carried no vocab_file.")
+    with_mlm = hasattr(model, "mlm")
+    plain = model
+    if model.dtype_policy.name != "float32":  # The interchange format computes in float32.
+        plain = build(model.bert_config, with_mlm=with_mlm, dtype="float32")
+        (plain.mlm if with_mlm else plain).set_weights(
+            (model.mlm if with_mlm else model).get_weights())
+    return export(plain, path, model.source_vocab, model.lower_case, model.bert_config)
+
+
+def _native_config(tensors: dict, layout: str, loadable: str) -> BertConfig:
+    """The encoder's sizes from its weights, heads and activation from bert_config.json
+    (our exports) or else from the weights' shapes and the graph's ops (Model Garden's)."""
+    sizes = weights.infer_sizes(tensors, layout)
+    local = loadable if os.path.isdir(loadable) else hub.resolve(loadable)
+    config_path = os.path.join(local, "bert_config.json")
+    if os.path.isfile(config_path):
+        with open(config_path) as f:
+            saved = BertConfig(**json.load(f))
+        wrong = {k: v for k, v in sizes.items() if getattr(saved, k if k != "intermediate_size"
+                                                           else "intermediate") != v}
+        if wrong:
+            raise weights.Unmapped(f"bert_config.json disagrees with its weights on {sorted(wrong)}")
+        return saved
+    if "num_heads" not in sizes:
+        raise weights.Unmapped("no bert_config.json says its number of attention heads")
+    return BertConfig(**sizes, activation=_graph_activation(local))
+
+
+def _graph_activation(saved_model_dir: str) -> str:
+    """The intermediate activation a SavedModel's graph computes: Erf/Erfc ops mean exact GELU,
+    Relu means ReLU, else the tanh approximation (the output check catches a wrong guess)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(saved_model_dir, "saved_model.pb"), "rb") as f:
+        proto.ParseFromString(f.read())
+    ops = {node.op for meta in proto.meta_graphs for fn in meta.graph_def.library.function
+           for node in fn.node_def}
+    if ops & {"Erf", "Erfc"}:
+        return "gelu"
+    return "relu" if "Relu" in ops else "gelu_approximate"
 
 
 def _check_signature(layer: hub.KerasLayer, handle: str) -> None:
@@ -241,9 +406,8 @@ def _check_signature(layer: hub.KerasLayer, handle: str) -> None:
     dummy = {n: tf.constant([[1, 2]], tf.int32) for n in INPUT_NAMES}
     dummy["input_mask"] = tf.ones_like(dummy["input_mask"])
     dummy["input_type_ids"] = tf.zeros_like(dummy["input_type_ids"])
-    strategy = tf.distribute.get_strategy()
-    try:  # Under a strategy's scope, restored functions run in replica context only.
-        out = strategy.experimental_local_results(strategy.run(layer, args=(dummy,)))[0]
+    try:
+        out = _call(layer, dummy)
     except Exception as e:
         raise UserError(
             f"Encoder handle {handle!r} does not accept the encoder inputs "

@@ -42,18 +42,20 @@ class CheckpointedDropout(keras.layers.Layer):
 
 
 def build(encoder_handle: str, num_outputs: int, dropout: float,
-          encoder: keras.layers.Layer | None = None, seed: int = 0) -> keras.Model:
+          encoder: keras.layers.Layer | None = None, seed: int = 0,
+          native: bool = True) -> keras.Model:
     """A classifier over the encoder at `encoder_handle` (or an already loaded `encoder`).
 
-    The new output layer is drawn from `seed`, so a run's seed fixes its initialisation.
+    The new output layer and the native encoder's dropout are drawn from `seed`, so a run's
+    seed fixes them. The logits are computed in float32 under any precision policy.
     """
     inputs = {n: keras.Input((None,), dtype=tf.int32, name=n) for n in encoders.INPUT_NAMES}
-    encoder = encoder or encoders.load(encoder_handle, trainable=True)
+    encoder = encoder or encoders.load(encoder_handle, trainable=True, seed=seed, native=native)
     pooled = encoder(inputs)["pooled_output"]
     x = CheckpointedDropout(dropout, seed, name="dropout")(pooled)
     logits = keras.layers.Dense(
         num_outputs, kernel_initializer=keras.initializers.TruncatedNormal(stddev=encoders.INIT_STDDEV, seed=seed),
-        name="logits")(x)
+        name="logits", dtype="float32")(x)
     return keras.Model(inputs, logits, name="classifier")
 
 

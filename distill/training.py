@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from distill import distribute, encoders, rundir, text as text_lib
 from distill.config import Schedule
+from distill.errors import UserError
 
 
 class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
@@ -182,7 +183,14 @@ def restore(ckpt: tf.train.Checkpoint, checkpoints: str, step: tf.Variable, desc
     if any; returns the step it reached (0 for a fresh start)."""
     latest = tf.train.latest_checkpoint(checkpoints)
     if latest:
-        ckpt.restore(latest)
+        try:
+            ckpt.restore(latest).assert_existing_objects_matched()
+        except AssertionError as e:
+            raise UserError(
+                f"{latest} was written by a differently built model (one trained through "
+                f"hub.KerasLayer before encoders ran natively, or another encoder); it was not "
+                f"changed. Set native_encoder: false to resume it, or remove {checkpoints} to "
+                f"start this stage afresh. ({str(e)[:200]})") from None
         tqdm.write(f"[{desc}] resuming from {latest} at step {int(step.numpy())}")
     return int(step.numpy())
 

@@ -27,8 +27,8 @@ import tensorflow_hub as hub
 import tensorflow_text as tf_text
 import tf_keras as keras
 
-from distill import (config as config_lib, data, distribute, encoders, handles, mixing, rundir,
-                     text, training)
+from distill import (config as config_lib, data, distribute, encoders, mixing, rundir,
+                     text, training, weights)
 from distill.errors import UserError
 
 MLM_INPUTS = (*encoders.INPUT_NAMES, "masked_lm_positions")
@@ -115,20 +115,24 @@ def mlm_loss(logits, batch):
     return loss, {"mlm": loss}
 
 
-def _load_mlm(handle: str):
-    loadable = handles.resolve(handle, "Encoder handle")
-    try:
-        loaded = hub.load(loadable)
-    except Exception as e:
-        raise UserError(f"Encoder handle {handle!r} could not be loaded: {e}") from e
+def _load_mlm(handle: str, native: bool = True, seed: int | None = None):
+    """(the loaded SavedModel, the encoder to train: ours with its `.mlm` head where the
+    weights map, else the SavedModel's own, and a Keras model of its MLM logits)."""
+    loaded, loadable = encoders.open_saved(handle)
     if not hasattr(loaded, "mlm"):
         raise UserError(f"Encoder {handle!r} has no .mlm subobject; expected a TF Hub BERT "
                         f"encoder exported with its masked-LM head.")
     if not hasattr(loaded, "vocab_file"):
         raise UserError(f"Encoder {handle!r} carries no vocab_file asset; pass --preprocessor.")
     inputs = {n: keras.Input((None,), dtype=tf.int32, name=n) for n in MLM_INPUTS}
-    logits = hub.KerasLayer(loaded.mlm, trainable=True, name="mlm")(inputs)["mlm_logits"]
-    return loaded, keras.Model(inputs, logits)
+    encoder, head = loaded, hub.KerasLayer(loaded.mlm, trainable=True, name="mlm")
+    if native:
+        try:
+            encoder = encoders.native_from(loaded, loadable, seed=seed, with_mlm=True)
+            head = encoder.mlm
+        except weights.Unmapped as e:
+            print(f"[mlm] {handle} runs through hub.KerasLayer: {e}")
+    return loaded, encoder, keras.Model(inputs, head(inputs)["mlm_logits"])
 
 
 def heldout_loss(model, batches) -> float:
@@ -141,7 +145,7 @@ def heldout_loss(model, batches) -> float:
 
 
 def train(handle: str, text_files: list[str], encoder_dir: str, workdir: str,
-          mlm: config_lib.MLMConfig, seed: int) -> dict:
+          mlm: config_lib.MLMConfig, seed: int, native: bool = True) -> dict:
     """Continues MLM training of `handle` on `text_files` as `mlm` says; exports `encoder_dir`.
 
     Checkpoints and TensorBoard logs go to `workdir`, so a rerun resumes.
@@ -149,7 +153,7 @@ def train(handle: str, text_files: list[str], encoder_dir: str, workdir: str,
     Returns a summary (held-out MLM loss before and after, steps, the encoder's path).
     """
     schedule, seq_length, max_predictions = mlm.train, mlm.seq_length, mlm.max_predictions
-    loaded, model = _load_mlm(handle)
+    loaded, encoder, model = _load_mlm(handle, native, seed)
     vocab = loaded.vocab_file.asset_path.numpy().decode()
     preprocessor = text.WordPiecePreprocessor(vocab, bool(loaded.do_lower_case.numpy()))
     counts = data.plain_lines(text_files)
@@ -194,7 +198,10 @@ def train(handle: str, text_files: list[str], encoder_dir: str, workdir: str,
             shutil.copyfile(source_config, os.path.join(tmp, "bert_config.json"))
 
     with distribute.writes_to(encoder_dir) as target:
-        rundir.replace_dir(target, write)
+        if encoder is loaded:
+            rundir.replace_dir(target, write)
+        else:  # Ours, trained: exported in the same TF Hub format.
+            encoders.export_native(encoder, target)
     summary.update({"heldout_loss_before": before, "heldout_loss_after": after,
                     "texts": count, "heldout_texts": n_heldout, "encoder": encoder_dir})
     return summary
@@ -207,4 +214,4 @@ def run(cfg: config_lib.Config, run_dir: str) -> dict:
               "mlm": config_lib.to_dict(cfg)["student"]["mlm"]}
     return rundir.stage("mlm", paths.stage_dir("mlm"), inputs, lambda: train(
         cfg.student.encoder, cfg.student.mlm.data, paths.mlm_encoder, paths.workdir("mlm"),
-        cfg.student.mlm, cfg.seed))
+        cfg.student.mlm, cfg.seed, cfg.native_encoder))

@@ -8,7 +8,7 @@ import tensorflow as tf
 import tensorflow_hub as hub
 
 from conftest import VOCAB, needs_shared, write
-from distill import convert, encoders, text
+from distill import convert, encoders, text, weights
 from distill.errors import UserError
 
 CONFIG = {"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
@@ -23,7 +23,8 @@ def write_tf1_checkpoint(directory, with_mlm=True, skip=None, shapes_override=No
     model = encoders.build(convert._config_from_dict(CONFIG), with_mlm=with_mlm)
     shapes = {v.name[:-2]: v.shape for v in (model.mlm.weights if with_mlm else model.weights)}
     values = {}
-    for ours, tf1, _, _ in convert.mapping(2, with_mlm):
+    for row in weights.mapping(2, with_mlm):
+        ours, tf1 = row.ours, row.name("bert-tf1")
         if tf1 == skip:
             continue
         shape = (shapes_override or {}).get(tf1, shapes[ours])
@@ -44,8 +45,9 @@ def test_tf1_checkpoint_round_trips_exactly(tmp_path):
     assert summary["with_mlm"] and summary["lower_case"]
     loaded = hub.load(str(tmp_path / "out" / "encoder"))
     by_name = {v.name[:-2]: v.numpy() for v in loaded.mlm.variables}
-    for ours, tf1, _, _ in convert.mapping(2, True):
-        np.testing.assert_array_equal(by_name[ours], values[tf1], err_msg=ours)
+    for row in weights.mapping(2, True):
+        np.testing.assert_array_equal(by_name[row.ours], values[row.name("bert-tf1")],
+                                      err_msg=row.ours)
     # The converted pair works as a hub encoder and preprocessor.
     pre = text.load(str(tmp_path / "out" / "preprocessor"))
     inputs = text.Packer(pre, 16)({"text_a": tf.constant(["the good movie"]),

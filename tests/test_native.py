@@ -1,0 +1,157 @@
+"""Our Keras encoder takes the weights of every encoder kind and computes what its SavedModel
+computes; what it cannot map runs through hub.KerasLayer, saying why."""
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_hub as hub
+import tf_keras as keras
+
+from conftest import VOCAB
+from distill import convert, encoders, training, weights
+from distill.errors import UserError
+
+MODEL_GARDEN = os.path.join(os.path.dirname(__file__), "data", "model_garden")
+
+
+def probe(vocab_size, seq=12):
+    rng = np.random.default_rng(0)
+    ids = rng.integers(5, vocab_size, (3, seq)).astype(np.int32)
+    mask = np.ones_like(ids)
+    mask[1, seq // 2:] = 0
+    mask[2, 3:] = 0
+    types = np.zeros_like(ids)
+    types[:, seq // 3:] = 1
+    return {"input_word_ids": tf.constant(ids), "input_mask": tf.constant(mask),
+            "input_type_ids": tf.constant(types)}
+
+
+def assert_same(native, handle, inputs, atol=1e-5):
+    want = hub.KerasLayer(handle)(inputs)
+    got = native(inputs, training=False)
+    real = inputs["input_mask"].numpy().astype(bool)
+    np.testing.assert_allclose(got["pooled_output"], want["pooled_output"], atol=atol)
+    np.testing.assert_allclose(np.asarray(got["sequence_output"])[real],
+                               np.asarray(want["sequence_output"])[real], atol=atol)
+    assert len(got["encoder_outputs"]) == len(want["encoder_outputs"])
+    for g, w in zip(got["encoder_outputs"], want["encoder_outputs"]):
+        np.testing.assert_allclose(np.asarray(g)[real], np.asarray(w)[real], atol=atol)
+
+
+def test_our_exports_run_natively(tiny_encoder):
+    native = encoders.load(tiny_encoder)
+    assert isinstance(native, keras.Model) and native.bert_config.num_layers == 2
+    assert_same(native, tiny_encoder, probe(len(VOCAB)))
+
+
+def test_model_garden_exports_run_natively_with_heads_and_activation_from_the_savedmodel():
+    """The fixture was exported by Model Garden's own TF Hub exporter
+    (tests/data/make_model_garden.py), the way TF Hub's BERTs were."""
+    path = os.path.join(MODEL_GARDEN, "bert")
+    native = encoders.load(path)
+    assert isinstance(native, keras.Model)
+    assert native.bert_config.num_heads == 4  # From the [H, heads, head size] kernels.
+    assert native.bert_config.activation == "gelu_approximate"  # Model Garden's "gelu".
+    assert_same(native, path, probe(50))
+
+
+def test_model_garden_mlm_head_runs_natively():
+    path = os.path.join(MODEL_GARDEN, "bert")
+    loaded = hub.load(path)
+    native = encoders.native_from(loaded, path, with_mlm=True)
+    inputs = dict(probe(50), masked_lm_positions=tf.constant([[0, 4], [1, 2], [2, 1]]))
+    np.testing.assert_allclose(native.mlm(inputs)["mlm_logits"], loaded.mlm(inputs)["mlm_logits"],
+                               atol=1e-5)
+
+
+def test_converted_checkpoints_run_natively(tmp_path):
+    from test_convert import write_tf1_checkpoint
+
+    write_tf1_checkpoint(tmp_path / "uncased_L-2_H-16_A-2")
+    convert.convert("bert-tf1", str(tmp_path / "uncased_L-2_H-16_A-2"), str(tmp_path / "out"))
+    path = str(tmp_path / "out" / "encoder")
+    native = encoders.load(path)
+    assert isinstance(native, keras.Model)
+    assert_same(native, path, probe(len(VOCAB)))
+
+
+def test_converted_minilm_runs_natively(tmp_path):
+    from test_convert import minilm_dir
+
+    convert.convert("hf", minilm_dir(), str(tmp_path / "minilm"))
+    path = str(tmp_path / "minilm" / "encoder")
+    native = encoders.load(path)
+    assert isinstance(native, keras.Model)
+    assert_same(native, path, probe(30522, seq=24))
+
+
+def test_an_encoder_that_does_not_map_runs_through_hub_saying_why(capsys):
+    path = os.path.join(MODEL_GARDEN, "projected")  # embedding width 8, hidden 16
+    layer = encoders.load(path)
+    assert isinstance(layer, hub.KerasLayer)
+    assert "runs through hub.KerasLayer: it projects its embeddings" in capsys.readouterr().out
+    assert encoders.load(os.path.join(MODEL_GARDEN, "bert"), native=False).__class__ is hub.KerasLayer
+
+
+def test_a_mapping_that_computes_otherwise_is_caught(tiny_encoder, tmp_path, capsys):
+    """A wrong activation in bert_config.json: the weights map, the outputs do not."""
+    import json
+    import shutil
+
+    copy = str(tmp_path / "encoder")
+    shutil.copytree(tiny_encoder, copy)
+    config_path = os.path.join(copy, "bert_config.json")
+    with open(config_path) as f:
+        cfg = json.load(f)
+    with open(config_path, "w") as f:
+        json.dump({**cfg, "activation": "relu"}, f)
+    assert isinstance(encoders.load(copy), hub.KerasLayer)
+    assert "its outputs differ from the SavedModel's" in capsys.readouterr().out
+
+
+def test_a_trained_native_encoder_exports_in_the_tf_hub_format(tiny_encoder, tmp_path):
+    native = encoders.load(tiny_encoder, seed=0)
+    inputs = probe(len(VOCAB))
+    optimizer = keras.optimizers.SGD(0.5)
+    for _ in range(3):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(native(inputs, training=True)["pooled_output"] ** 2)
+        grads = tape.gradient(loss, native.trainable_variables)
+        optimizer.apply_gradients(zip(grads, native.trainable_variables))
+    path = encoders.export_native(native, str(tmp_path / "exported"))
+    assert_same(native, path, inputs)
+    assert not np.allclose(hub.KerasLayer(path)(inputs)["pooled_output"],
+                           hub.KerasLayer(tiny_encoder)(inputs)["pooled_output"], atol=1e-3)
+
+
+def test_bfloat16_policy_computes_in_bfloat16_with_float32_variables(tiny_encoder):
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        native = encoders.load(tiny_encoder)
+        out = native(probe(len(VOCAB)), training=False)
+        assert out["sequence_output"].dtype == tf.bfloat16
+        assert all(v.dtype == tf.float32 for v in native.variables if v.dtype.is_floating)
+        want = hub.KerasLayer(tiny_encoder)(probe(len(VOCAB)))["pooled_output"]
+        np.testing.assert_allclose(tf.cast(out["pooled_output"], tf.float32), want, atol=0.05)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_a_checkpoint_of_another_model_is_refused_not_half_restored(tiny_encoder, tmp_path):
+    hub_model = keras.Sequential([keras.layers.Dense(3)])
+    hub_model.build((None, 2))
+    step = tf.Variable(5, dtype=tf.int64)
+    tf.train.Checkpoint(model=hub_model, step=step).save(str(tmp_path / "ckpts" / "ckpt"))
+    native = encoders.load(tiny_encoder)
+    ckpt = tf.train.Checkpoint(model=native, step=tf.Variable(0, dtype=tf.int64))
+    with pytest.raises(UserError, match="written by a differently built model"):
+        training.restore(ckpt, str(tmp_path / "ckpts"), ckpt.step, "distill")
+
+
+def test_names_of_every_layout_are_distinct_and_complete():
+    rows = weights.mapping(2, True)
+    for layout in weights.LAYOUTS:
+        names = [r.name(layout) for r in rows]
+        assert len(set(names)) == len(names), layout
+    assert len(rows) == 5 + 2 * 16 + 2 + 5
