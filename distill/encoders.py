@@ -73,10 +73,8 @@ def _layer_norm(name, dtype=None):
 
 
 def _dropout(rate, seed, dtype):
-    # Generator-backed dropout: its state is a variable, saved with the encoder and in
-    # training checkpoints, so a resumed run draws the masks an uninterrupted one would;
-    # seeded from the run's seed, so the same command drops the same units.
-    return keras.layers.Dropout(rate, seed=seed, force_generator=True, dtype=dtype)
+    # Seeded from the run's seed (0 when none is given), so the same command drops the same units.
+    return CheckpointedDropout(rate, seed or 0, dtype=dtype)
 
 
 _ACTIVATIONS = {
@@ -84,6 +82,26 @@ _ACTIVATIONS = {
     "gelu_approximate": lambda x: tf.nn.gelu(x, approximate=True),
     "relu": tf.nn.relu,
 }
+
+
+class CheckpointedDropout(keras.layers.Layer):
+    """Dropout whose random state is a variable made at construction, hence in every checkpoint.
+
+    A run resumed from a checkpoint then draws the masks an uninterrupted run would
+    (Keras' own Dropout makes its generator lazily, after a checkpoint is restored, so a
+    resumed run would draw other masks). The encoder and the classifier head use it.
+    """
+
+    def __init__(self, rate: float, seed: int, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = rate
+        self.generator = tf.random.Generator.from_seed(seed)
+
+    def call(self, x, training=None):
+        if not training or self.rate == 0:
+            return x
+        return tf.nn.experimental.general_dropout(x, self.rate,
+                                                  uniform_sampler=self.generator.uniform)
 
 
 class Embeddings(keras.layers.Layer):
@@ -290,7 +308,7 @@ def _call(layer, inputs: dict):
     return strategy.experimental_local_results(strategy.run(layer, args=(inputs,)))[0]
 
 
-def _probe(cfg: BertConfig) -> dict:
+def probe(cfg: BertConfig) -> dict:
     """Two sequences of 12 word pieces, the second padded after 8, both token types."""
     ids = (np.arange(24).reshape(2, 12) * 7919 + 3) % min(cfg.vocab_size, 1000)
     mask = np.ones_like(ids)
@@ -336,13 +354,13 @@ def native_from(loaded, loadable: str, seed: int | None = None, name: str = "enc
 
 def _gap(loaded, model: keras.Model, cfg: BertConfig, with_mlm: bool) -> float:
     """The largest difference between `loaded`'s outputs and `model`'s on the probe batch."""
-    probe = _probe(cfg)
-    real = probe["input_mask"].numpy().astype(bool)
+    batch = probe(cfg)
+    real = batch["input_mask"].numpy().astype(bool)
     if with_mlm:
-        probe["masked_lm_positions"] = tf.constant([[1, 3], [2, 5]], tf.int32)
+        batch["masked_lm_positions"] = tf.constant([[1, 3], [2, 5]], tf.int32)
     ours = model.mlm if with_mlm else model
     reference = hub.KerasLayer(loaded.mlm if with_mlm else loaded)
-    want, got = _call(reference, probe), _call(ours, probe)
+    want, got = _call(reference, batch), _call(ours, batch)
     if len(want["encoder_outputs"]) != len(got["encoder_outputs"]):
         return float("inf")
     gaps = [np.abs(want["pooled_output"] - got["pooled_output"]).max(),

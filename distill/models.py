@@ -21,26 +21,6 @@ from distill.errors import UserError
 META = "classifier.json"
 
 
-class CheckpointedDropout(keras.layers.Layer):
-    """Dropout whose random state is a variable made at construction, hence in every checkpoint.
-
-    A run resumed from a checkpoint then draws the masks an uninterrupted run would
-    (Keras' own Dropout makes its generator lazily, after a checkpoint is restored).
-    The encoders that distill.encoders builds use generator-backed dropout for the same reason.
-    """
-
-    def __init__(self, rate: float, seed: int, **kwargs):
-        super().__init__(**kwargs)
-        self.rate = rate
-        self.generator = tf.random.Generator.from_seed(seed)
-
-    def call(self, x, training=None):
-        if not training or self.rate == 0:
-            return x
-        return tf.nn.experimental.general_dropout(x, self.rate,
-                                                  uniform_sampler=self.generator.uniform)
-
-
 def build(encoder_handle: str, num_outputs: int, dropout: float,
           encoder: keras.layers.Layer | None = None, seed: int = 0,
           native: bool = True) -> keras.Model:
@@ -52,7 +32,7 @@ def build(encoder_handle: str, num_outputs: int, dropout: float,
     inputs = {n: keras.Input((None,), dtype=tf.int32, name=n) for n in encoders.INPUT_NAMES}
     encoder = encoder or encoders.load(encoder_handle, trainable=True, seed=seed, native=native)
     pooled = encoder(inputs)["pooled_output"]
-    x = CheckpointedDropout(dropout, seed, name="dropout")(pooled)
+    x = encoders.CheckpointedDropout(dropout, seed, name="dropout")(pooled)
     logits = keras.layers.Dense(
         num_outputs, kernel_initializer=keras.initializers.TruncatedNormal(stddev=encoders.INIT_STDDEV, seed=seed),
         name="logits", dtype="float32")(x)

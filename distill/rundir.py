@@ -85,10 +85,6 @@ class RunDir:
         """A student stage's weights checkpoint, which the next stage starts from."""
         return os.path.join(self.stage_dir(stage), "weights")
 
-    def encoder(self, stage: str) -> str:
-        """A student stage's encoder alone, in the TF Hub format."""
-        return os.path.join(self.stage_dir(stage), "encoder")
-
     @property
     def teacher_model(self) -> str:
         return (self.cfg and self.cfg.teacher.finetuned) or self.model("teacher")

@@ -8,6 +8,7 @@
     distill convert --from {bert-tf1,hf} SRC --output DIR   # checkpoints -> TF Hub format
     distill mlm --student HANDLE --data TEXT... --output DIR  # continued MLM pre-training
     distill export RUN --output DIR [--format tflite|onnx --quantize int8|dynamic]  # serving
+    distill export RUN --output DIR --format encoder   # the student's encoder, TF Hub format
     distill inspect STORE [--output DIR]                    # what the teacher taught
     distill import-labels CONFIG --labels FILE --output DIR # a store from another teacher
 
@@ -94,9 +95,11 @@ def _tool_commands(sub) -> None:
     exp = sub.add_parser("export", help="export a run's student for serving on raw strings")
     exp.add_argument("run_dir", help="a run directory made by `distill run`")
     exp.add_argument("--output", required=True, help="the exported model's directory")
-    exp.add_argument("--format", default="savedmodel", choices=["savedmodel", "tflite", "onnx"],
+    exp.add_argument("--format", default="savedmodel",
+                     choices=["savedmodel", "tflite", "onnx", "encoder"],
                      help="savedmodel: raw strings in (tokenizer in the graph); tflite, onnx: "
-                          "token ids in, vocab.txt and tokenizer.json beside it")
+                          "token ids in, vocab.txt and tokenizer.json beside it; encoder: the "
+                          "student's encoder alone, in the TF Hub encoder format")
     exp.add_argument("--quantize", default="none", choices=["none", "dynamic", "float16", "int8"],
                      help="TFLite: all four, int8 calibrated on the run's transfer set; ONNX: "
                           "none or dynamic (int8 weights)")
@@ -161,6 +164,9 @@ def _export(args) -> None:
         onnx_export.run(args.run_dir, args.output, args.quantize)
     elif args.quantize != "none":
         raise UserError("--quantize applies to --format tflite or onnx only.")
+    elif args.format == "encoder":
+        export.run_encoder(args.run_dir, args.output)
+        return
     else:
         export.run(args.run_dir, args.output)
     if os.path.isfile(rundir.RunDir(args.run_dir).metrics):  # Show the export in the report.

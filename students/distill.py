@@ -50,7 +50,7 @@ def run(cfg: config_lib.Config, run_dir: str) -> dict:
                                evaluate=student_model.epoch_scorer(cfg, task, model))
         meta = {"task": task.name, "encoder": cfg.student.encoder, "init": cfg.student.init,
                 "params": models.count_params(model), "transfer_examples": examples}
-        student_model.save(model, paths, "distill", meta)
+        student_model.save(model, paths.model("distill"), paths.weights("distill"), meta)
         return {**summary, **meta}
 
     return rundir.stage("distill", paths.stage_dir("distill"), inputs, work)

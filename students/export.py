@@ -1,6 +1,7 @@
 """Export a run's student for serving: raw strings in, probabilities and label names out.
 
     distill export RUN --output DIR
+    distill export RUN --output DIR --format encoder   # the student's encoder, TF Hub format
 
 DIR is a SavedModel whose `serving_default` takes `text_a` (and `text_b` for
 pair tasks), a batch of raw strings, tokenizes them inside the graph and
@@ -123,3 +124,36 @@ def run(run_dir: str, output: str) -> dict:
     print(f"[export] {output}: {size / 1e6:.1f} MB, latency {summary['latency_ms_batch_1']} ms "
           f"(batch 1), {summary['latency_ms_batch_32']} ms (batch 32); check {check}")
     return summary
+
+
+def run_encoder(run_dir: str, output: str) -> dict:
+    """Exports the run's final student encoder alone in the TF Hub encoder format (the
+    interchange format: any run can start from it), checked against the trained encoder.
+
+    Raises:
+      UserError: if the student's encoder did not run natively (its SavedModel is the
+        hub encoder it started from; the classifier SavedModel holds the trained weights).
+    """
+    from students import model as student_model  # The student stages' own builder.
+
+    cfg = run_config(run_dir)
+    paths = rundir.RunDir(run_dir, cfg)
+    stage = paths.final_stage
+    weights = paths.weights(stage)
+    if not os.path.isfile(weights + ".index"):
+        raise UserError(f"{weights} does not exist; run the student stages first.")
+    classifier = student_model.build(cfg, tasks.get(cfg.task), stage, start_from=weights)
+    encoder = next(layer for layer in classifier.layers if layer.name == "encoder")
+    if not hasattr(encoder, "bert_config"):
+        raise UserError(f"{run_dir}: the student's encoder ran through hub.KerasLayer "
+                        f"(native_encoder: false, or weights that do not map); its trained "
+                        f"weights are in {paths.student_model}, which serves as a classifier.")
+    encoders.export_native(encoder, output)
+    probe = encoders.probe(encoder.bert_config)
+    import tensorflow_hub as hub
+
+    gap = float(np.abs(hub.KerasLayer(output)(probe)["pooled_output"]
+                       - tf.cast(encoder(probe, training=False)["pooled_output"], tf.float32)).max())
+    print(f"[export] {output}: the {stage} stage's encoder in the TF Hub format; pooled output "
+          f"within {gap:.1e} of the trained encoder's")
+    return {"encoder": os.path.abspath(output), "stage": stage, "max_abs_difference": gap}

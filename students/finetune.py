@@ -30,7 +30,7 @@ def run(cfg: config_lib.Config, run_dir: str) -> dict:
             evaluate=student_model.epoch_scorer(cfg, task, model))
         meta = {"task": task.name, "encoder": cfg.student.encoder,
                 "params": models.count_params(model), "train_examples": source.total_examples}
-        student_model.save(model, paths, "finetune", meta)
+        student_model.save(model, paths.model("finetune"), paths.weights("finetune"), meta)
         return {**summary, **meta}
 
     return rundir.stage("finetune", paths.stage_dir("finetune"), inputs, work)

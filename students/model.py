@@ -12,7 +12,7 @@ import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
 import tensorflow as tf
 import tf_keras as keras
 
-from distill import (config as config_lib, data, distribute, encoders, metrics, models, rundir,
+from distill import (config as config_lib, data, distribute, encoders, metrics, models,
                      tasks as tasks_lib, text)
 
 
@@ -73,14 +73,8 @@ def inputs(cfg: config_lib.Config, stage: str, upstream: dict) -> dict:
             "upstream": upstream, "student": {k: student[k] for k in keep}}
 
 
-def save(model: keras.Model, paths: rundir.RunDir, stage: str, meta: dict) -> None:
-    """The classifier SavedModel (for evaluation), its weights (for the next stage) and,
-    when the encoder ran natively, the encoder alone in the TF Hub format (a handle any
-    later run can start from)."""
-    models.export(model, paths.model(stage), meta)
-    with distribute.writes_to(paths.weights(stage)) as path:
+def save(model: keras.Model, model_dir: str, weights: str, meta: dict) -> None:
+    """The classifier SavedModel (for evaluation) and its weights (for the next stage)."""
+    models.export(model, model_dir, meta)
+    with distribute.writes_to(weights) as path:
         tf.train.Checkpoint(model=model).write(path)
-    encoder = next((layer for layer in model.layers if layer.name == "encoder"), None)
-    if hasattr(encoder, "bert_config") and getattr(encoder, "source_vocab", None):
-        with distribute.writes_to(paths.encoder(stage)) as path:
-            encoders.export_native(encoder, path)

@@ -151,6 +151,30 @@ def test_run_from_a_glue_directory(glue_run):
 
 
 @pytest.mark.large
+def test_the_trained_student_encoder_exports_in_the_tf_hub_format(glue_run, tmp_path, capsys):
+    """The student trained natively; its encoder alone loads with hub.KerasLayer and, under
+    a fresh classifier head, gives the run's own student logits on its dev predictions."""
+    import tensorflow as tf
+    import tensorflow_hub as hub
+    from pipelines import cli
+
+    run_dir = glue_run[0]
+    out = tmp_path / "student_encoder"
+    assert cli.main(["export", str(run_dir), "--format", "encoder", "--output", str(out)]) == 0
+    assert "in the TF Hub format; pooled output within" in capsys.readouterr().out
+    loaded = hub.KerasLayer(str(out))
+    served = tf.saved_model.load(str(run_dir / "student" / "distill" / "model"))
+    inputs = {"input_word_ids": tf.constant([[2, 5, 6, 3]]), "input_mask": tf.ones((1, 4), tf.int32),
+              "input_type_ids": tf.zeros((1, 4), tf.int32)}
+    pooled = loaded(inputs)["pooled_output"]
+    head = [v for v in served.variables if v.name.startswith("logits/")]
+    kernel = next(v for v in head if "kernel" in v.name)
+    bias = next(v for v in head if "bias" in v.name)
+    np.testing.assert_allclose(pooled @ kernel + bias,
+                               served.signatures["serving_default"](**inputs)["logits"], atol=1e-5)
+
+
+@pytest.mark.large
 def test_export_serves_raw_strings_without_this_project(glue_run, tmp_path):
     run_dir = glue_run[0]
     from pipelines import cli
