@@ -1,9 +1,11 @@
 """BERT encoders in the TF Hub encoder format: build, export and load.
 
 `load(handle)` is the one way the pipeline gets an encoder: a TF Hub handle or a
-local SavedModel directory, through `hub.KerasLayer`. `build` and `export` make
-a BERT encoder (Devlin et al. 2019, Sec. 3) of any (L, H, A, vocab) and save it
-with the same API as the hub encoders:
+local SavedModel directory, whose weights go into our own Keras encoder where they map
+(`distill/weights.py`: our exports, TF Hub's Model Garden BERTs, converted checkpoints),
+checked against the SavedModel's outputs, and through `hub.KerasLayer` where they do not.
+`build` and `export` make a BERT encoder (Devlin et al. 2019, Sec. 3) of any
+(L, H, A, vocab) and save it with the same API as the hub encoders:
 
     inputs  {input_word_ids, input_mask, input_type_ids}: int32 [batch, seq]
     outputs {pooled_output, sequence_output, encoder_outputs, default}
