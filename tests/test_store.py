@@ -176,8 +176,9 @@ def test_labeling_batch_size_does_not_change_the_soft_labels(tiny_encoder, vocab
 
     _, small = _label_all(fn, texts, packer, label.CPU_BATCH, label.CPU_BATCH * 16)
     _, large = _label_all(fn, texts, packer, label.ACCELERATOR_BATCH, label.ACCELERATOR_BATCH * 16)
-    np.testing.assert_allclose(small, large, rtol=1e-5, atol=1e-5)
-    assert np.abs(small).max() > 1e-3  # Not trivially zero.
+    # A random head's logits are about 1e-3: the tolerance is a thousandth of them.
+    np.testing.assert_allclose(small, large, rtol=1e-5, atol=1e-7)
+    assert np.abs(small).max() > 1e-4 and np.std(small) > 1e-5  # Not trivially zero.
 
 
 def test_shard_windows_read_the_source_once_and_restart_at_each_shard():
