@@ -344,9 +344,7 @@ def native_from(loaded, loadable: str, seed: int | None = None, name: str = "enc
     if not gap <= 1e-4:
         raise weights.Unmapped(f"its outputs differ from the SavedModel's by {gap:.2g}")
     if keras.mixed_precision.global_policy().name != "float32":
-        mixed = build(cfg, with_mlm=with_mlm, seed=seed, name=name)
-        (mixed.mlm if with_mlm else mixed).set_weights((model.mlm if with_mlm else model).get_weights())
-        model = mixed
+        model = _rebuilt(model, cfg, with_mlm, seed=seed, name=name)
     model.bert_config = cfg
     model.source_vocab = loaded.vocab_file.asset_path.numpy().decode() if hasattr(
         loaded, "vocab_file") else None
@@ -373,17 +371,21 @@ def _gap(loaded, model: keras.Model, cfg: BertConfig, with_mlm: bool) -> float:
     return float(max(gaps))
 
 
+def _rebuilt(model: keras.Model, cfg: BertConfig, with_mlm: bool, **build_args) -> keras.Model:
+    """`model` built again (another dtype policy) with the same weights, `.mlm` included."""
+    copy = build(cfg, with_mlm=with_mlm, **build_args)
+    (copy.mlm if with_mlm else copy).set_weights((model.mlm if with_mlm else model).get_weights())
+    return copy
+
+
 def export_native(model: keras.Model, path: str) -> str:
     """Exports an encoder from `native_from` (trained or not) in the TF Hub format, with the
     vocab and casing of the SavedModel it came from."""
     if not model.source_vocab:
         raise UserError(f"cannot export to {path}: the encoder's SavedModel carried no vocab_file.")
-    with_mlm = hasattr(model, "mlm")
     plain = model
     if model.dtype_policy.name != "float32":  # The interchange format computes in float32.
-        plain = build(model.bert_config, with_mlm=with_mlm, dtype="float32")
-        (plain.mlm if with_mlm else plain).set_weights(
-            (model.mlm if with_mlm else model).get_weights())
+        plain = _rebuilt(model, model.bert_config, hasattr(model, "mlm"), dtype="float32")
     return export(plain, path, model.source_vocab, model.lower_case, model.bert_config)
 
 
