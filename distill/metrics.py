@@ -49,6 +49,17 @@ def compute(task: tasks_lib.Task, labels, logits) -> dict[str, float]:
     return result
 
 
+def top_class_share(task: tasks_lib.Task, logits) -> float | None:
+    """The share of the most often predicted class (None for regression). Near 1.0, the
+    model answers one class whatever the input, and scores what that constant scores: on a
+    near-balanced task such as RTE, the majority baseline, or below it when the constant is
+    the other class."""
+    if task.is_regression:
+        return None
+    preds = predictions(task, logits)
+    return float(np.bincount(preds, minlength=task.num_outputs).max() / max(1, len(preds)))
+
+
 def task_score(values: list[float]) -> float:
     """A task's leaderboard score: the mean of its metrics (or of MNLI's two dev sets)."""
     return float(np.mean(values))

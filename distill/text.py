@@ -115,12 +115,37 @@ def export(path: str, vocab_file: str, lower_case: bool = True,
     return rundir.replace_dir(path, lambda tmp: tf.saved_model.save(module, tmp))
 
 
+_LOADED: dict = {}
+
+
 def load(spec: str, lower_case: bool = True):
     """Loads a preprocessor: a WordPiece `vocab.txt` file, or a hub handle / SavedModel dir.
+
+    Loaded once per process and then reused (outside tf.distribute strategies, whose scopes
+    would own its variable): a vocab's preprocessor traces its packing functions when it is
+    built, seconds each time, and a run builds a packer in every stage and evaluation. The
+    key includes the file's (or SavedModel's) size and modification time.
 
     Raises:
       UserError: if the file or handle does not exist or cannot be loaded.
     """
+    if tf.distribute.has_strategy():
+        return _load(spec, lower_case)
+    key = (os.path.abspath(spec) if os.path.exists(spec) else spec, lower_case, _stamp(spec))
+    if key not in _LOADED:
+        _LOADED[key] = _load(spec, lower_case)
+    return _LOADED[key]
+
+
+def _stamp(spec: str):
+    path = os.path.join(spec, "saved_model.pb") if os.path.isdir(spec) else spec
+    if not os.path.isfile(path):
+        return None
+    stat = os.stat(path)
+    return stat.st_size, stat.st_mtime_ns
+
+
+def _load(spec: str, lower_case: bool):
     if os.path.isfile(spec):
         return WordPiecePreprocessor(spec, lower_case)
     loadable = handles.resolve(spec, "Preprocessor", files_too=True)

@@ -157,13 +157,27 @@ def build_step(model: keras.Model, optimizer, loss_fn: Callable, schedule: Sched
     def numbers_only(batch):
         return compiled(_numbers(batch))
 
-    @tf.function(reduce_retracing=True)
-    def train_step(batch):
+    def step(batch):
         loss, parts = strategy.run(numbers_only, args=(batch,))
         return (strategy.reduce("SUM", loss, axis=None),
                 {k: strategy.reduce("SUM", v, axis=None) for k, v in parts.items()})
 
+    if tf.distribute.has_strategy():  # Distributed batches: let TensorFlow relax the shapes.
+        return tf.function(step, reduce_retracing=True)
+    traced = []
+
+    def train_step(batch):
+        if not traced:  # One trace for every batch shape (reduce_retracing takes two).
+            traced.append(tf.function(step, input_signature=[_any_shape(batch)]))
+        return traced[0](batch)
+
     return train_step
+
+
+def _any_shape(batch: dict) -> dict:
+    """`batch`'s specs with every dimension unknown: length-sorted windows give batches of
+    many lengths, and each trace of a training step costs seconds."""
+    return tf.nest.map_structure(lambda t: tf.TensorSpec([None] * t.shape.rank, t.dtype), batch)
 
 
 def epoch_batches(make_dataset: Callable[[int], tf.data.Dataset], epoch: int, skip: int):
@@ -226,8 +240,9 @@ def _log(done: int, total: int, loss, parts: dict, optimizer, bar) -> None:
 
 
 class _Curve:
-    """The score after each epoch (`fit`'s `evaluate`), kept in WORKDIR/epochs.json so that a
-    resumed run keeps the epochs it had scored."""
+    """The score before training (epoch 0: what the stage starts from, e.g. PDF's fine-tuning
+    from PD's distilled weights) and after each epoch (`fit`'s `evaluate`), kept in
+    WORKDIR/epochs.json so that a resumed run keeps the epochs it had scored."""
 
     def __init__(self, workdir: str, evaluate: Callable[[], dict] | None):
         self.path, self.evaluate = os.path.join(workdir, "epochs.json"), evaluate
@@ -263,8 +278,8 @@ def fit(model: keras.Model, make_dataset: Callable[[int], tf.data.Dataset],
       schedule: optimisation hyperparameters.
       workdir: checkpoints and TensorBoard logs go here; a rerun resumes.
       input_names: the batch features the model takes.
-      evaluate: () -> {"split", "score"}, called after each epoch (one device only): the
-        summary's `epochs` then has the curve.
+      evaluate: () -> {"split", "score"}, called before the first step and after each epoch
+        (one device only): the summary's `epochs` then has the curve, epoch 0 first.
     """
     strategy = tf.distribute.get_strategy()
     chief = distribute.is_chief(strategy)
@@ -288,6 +303,7 @@ def fit(model: keras.Model, make_dataset: Callable[[int], tf.data.Dataset],
                mininterval=1.0, disable=not chief) as bar):
         saver = _Saver(ckpt, directory, schedule.checkpoint_every)
         done = start  # Counted in Python; `step` carries it in checkpoints.
+        curve.after(done, per_epoch, total)  # Epoch 0, unless a resumed run scored it.
         while done < total:
             done, loss = _run_epoch(train_step, make_dataset, done, per_epoch, total, step,
                                     saver, rate, bar, optimizer, desc, loss)

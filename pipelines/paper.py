@@ -237,6 +237,8 @@ def run_cell(task_config: str, overrides: list[str], directory: str, teacher: di
             cell = {"status": "done", "params": paths.summary(paths.final_stage)["params"],
                     "scores": {s.name: results["student"][s.name]["score"]
                                for s in tasks.get(cfg.task).dev_splits},
+                    "top_class_share": {s.name: results["student"][s.name].get("top_class_share")
+                                        for s in tasks.get(cfg.task).dev_splits},
                     "epochs": {s: paths.summary(s).get("epochs", []) for s in cfg.student.stages}}
     except Exception as e:  # One failed cell must not stop the grid.
         cell = {"status": "failed", "error": f"{type(e).__name__}: {e}",

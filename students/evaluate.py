@@ -28,6 +28,7 @@ def _scored(cfg, task, fn, side, split: str) -> tuple[dict, dict]:
     """(the task's metrics and example count, the predictions) of `fn` on `split`."""
     out = _predict(cfg, task, fn, side, split)
     return {**metrics.compute(task, out["label"], out["logits"]),
+            "top_class_share": metrics.top_class_share(task, out["logits"]),
             "examples": int(len(out["id"]))}, out
 
 

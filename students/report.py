@@ -62,17 +62,31 @@ def _score_lines(cfg: config_lib.Config, task: tasks.Task, results: dict, teache
         row("teacher", "teacher", cfg.teacher.encoder, teacher.get("params", 0)),
         row(f"student ({' + '.join(cfg.student.stages)}, init {cfg.student.init})", "student",
             cfg.student.encoder, last.get("params", 0)),
-        *_restart_lines(teacher)]
+        *_constant_lines(results, splits), *_restart_lines(teacher)]
+
+
+def _constant_lines(results: dict, splits: list[str], at_least: float = 0.95) -> list[str]:
+    """A model that answers (nearly) one class: its score says nothing beyond that."""
+    lines = []
+    for role in ("teacher", "student"):
+        for split in splits:
+            share = results[role].get(split, {}).get("top_class_share")
+            if share is not None and share >= at_least:
+                lines.append(f"- The {role} answers one class for {share:.1%} of {split}: its "
+                             f"score there is (nearly) that constant's, not learned.")
+    return [""] + lines if lines else []
 
 
 def _curve_lines(stages: dict) -> list[str]:
-    """Each student stage's score after each of its epochs (is a second round overfitting?)."""
+    """Each student stage's score where it started (epoch 0) and after each of its epochs: does
+    fine-tuning start where distillation ended, and does a second round overfit?"""
     rows = [(name, r) for name, summary in stages.items() for r in summary.get("epochs", [])]
     if not rows:
         return []
     return (["## Score after each epoch", "", "| stage | epoch | step | split | score |",
              "|---|---|---|---|---|"]
-            + [f"| {name} | {r['epoch']} | {r['step']} | {r['split']} | {r['score']:.4f} |"
+            + [f"| {name} | {r['epoch'] or '0 (start)'} | {r['step']} | {r['split']} | "
+               f"{r['score']:.4f} |"
                for name, r in rows] + [""])
 
 

@@ -67,3 +67,12 @@ def test_a_constant_sts_b_prediction_scores_zero_not_nan():
     assert metrics.glue_score(per_task) == pytest.approx(0.5 * 8 / 9)  # A number, not NaN.
     assert metrics.majority_baseline(stsb, labels, labels)["score"] == 0.0
     assert metrics.compute(stsb, labels, labels[:, None] * 2)["pearson"] == pytest.approx(1.0)
+
+
+def test_the_share_of_the_most_predicted_class_shows_a_model_that_answers_a_constant():
+    rte = tasks.get("rte")
+    constant = np.tile([[2.0, -1.0]], (10, 1))  # Always class 0.
+    assert metrics.top_class_share(rte, constant) == 1.0
+    mixed = np.array([[1.0, 0.0]] * 7 + [[0.0, 1.0]] * 3)
+    assert metrics.top_class_share(rte, mixed) == pytest.approx(0.7)
+    assert metrics.top_class_share(tasks.get("stsb"), np.zeros((4, 1))) is None

@@ -85,7 +85,8 @@ def test_resume_after_a_crash_ends_with_the_same_weights(tmp_path):
 
 
 def test_the_score_after_each_epoch_is_kept_across_a_resume(tmp_path):
-    """`evaluate` runs after each epoch; a crashed run's scored epochs are not scored again."""
+    """`evaluate` runs before training and after each epoch; a crashed run's scored epochs are
+    not scored again."""
     schedule = training.Schedule(epochs=3, batch_size=8, learning_rate=0.05, checkpoint_every=5)
     calls = []
 
@@ -97,12 +98,12 @@ def test_the_score_after_each_epoch_is_kept_across_a_resume(tmp_path):
     with pytest.raises(KeyboardInterrupt):  # In the second epoch (12 steps an epoch).
         training.fit(crashed, _make_dataset(fail_at=17), 96, _loss, schedule, str(tmp_path),
                      evaluate=evaluate)
-    assert len(calls) == 1
+    assert len(calls) == 2
     summary = training.fit(_model(), _make_dataset(), 96, _loss, schedule, str(tmp_path),
                            evaluate=evaluate)
     assert [(r["epoch"], r["step"], r["score"]) for r in summary["epochs"]] == [
-        (1, 12, 1.0), (2, 24, 2.0), (3, 36, 3.0)]
-    assert len(calls) == 3
+        (0, 0, 1.0), (1, 12, 2.0), (2, 24, 3.0), (3, 36, 4.0)]
+    assert len(calls) == 4
 
 
 def test_shuffled_batches_come_from_length_sorted_windows(vocab_file):
