@@ -64,8 +64,8 @@ _RELEASE_GRID = {"student.*.batch_size": [8, 16, 32, 64, 128],
                  "student.*.learning_rate": [3e-4, 1e-4, 5e-5, 3e-5]}
 PRESETS = {
     "small_bert_grid": _RELEASE_GRID,
-    # The release's grid x the fine-tuning stage's epochs: a second round over a small D_L
-    # can overfit (PDF on RTE, benchmarks/RESULTS.md), so the search may stop it early.
+    # The release's grid x the fine-tuning stage's epochs: PDF's fine-tuning is a second
+    # round over a small D_L, which may overfit; the heldout split then chooses its length.
     # Searched only where the method fine-tunes (PF, PDF): 80 points there, 20 for PD.
     "small_bert_grid_finetune_epochs": {**_RELEASE_GRID, "student.finetune.epochs": [1, 2, 3, 4]},
 }
