@@ -42,10 +42,11 @@ def build(encoder_handle: str, num_outputs: int, dropout: float,
 def export(model: keras.Model, path: str, meta: dict) -> str:
     """Saves `model` with a `serving_default` signature and `classifier.json` beside it.
 
-    What is saved is a plain tf.Module holding the model's variables and that signature, not
-    the Keras model: Keras would also trace every layer's call for its own loader (5-7 s of
-    a tiny model's 6-8 s save, and 1.5 s more at load); every reader here (labeling,
-    evaluation, the exports, the converters) uses the signature only.
+    What is saved is the model's variables (as `variables` of the loaded object, where a
+    Keras SavedModel has them too) and that signature, not the Keras model: Keras would also
+    trace every layer's call for its own loader (5-7 s of a tiny model's 6-8 s save, and
+    1.5 s more at load); every reader here (labeling, evaluation, the exports, the
+    converters) uses the signature only.
     """
     spec = {n: tf.TensorSpec([None, None], tf.int32, name=n) for n in encoders.INPUT_NAMES}
 
@@ -54,9 +55,8 @@ def export(model: keras.Model, path: str, meta: dict) -> str:
         return {"logits": tf.cast(model(inputs, training=False), tf.float32)}
 
     def write(tmp):
-        module = tf.Module()
-        module.model_variables = list(model.variables)
-        tf.saved_model.save(module, tmp, signatures={"serving_default": serve})
+        root = tf.train.Checkpoint(variables=list(model.variables))  # Any trackable root.
+        tf.saved_model.save(root, tmp, signatures={"serving_default": serve})
         with open(os.path.join(tmp, META), "w") as f:
             json.dump(meta, f, indent=2)
 
