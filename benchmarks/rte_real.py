@@ -28,6 +28,8 @@ from pipelines import paper  # noqa: E402
 import sst2_real  # noqa: E402  (benchmarks/, this script's directory)
 
 RTE = os.path.join(sst2_real.SHARED, "glue", "RTE")
+TASK_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           "configs", "glue", "rte.yaml")
 
 
 def main() -> None:
@@ -53,8 +55,8 @@ def main() -> None:
     summary = paper.run(cfg, grid)
     with open(os.path.join(grid, "methods_rte.md")) as f:
         print(f"\n{f.read()}\ncells: {summary}; wall {time.time() - t0:.0f} s")
-    print("majority class (dev):", paper.majority_scores(config_lib.load(
-        paper._resolve("configs/glue/rte.yaml"), overrides[:1])))
+    print("majority class (dev):", paper.majority_scores(config_lib.load(TASK_CONFIG,
+                                                                         overrides[:1])))
     for student in students:
         for method in ("PF", "PD", "PDF"):
             for seed in args.seeds:
