@@ -65,12 +65,13 @@ def test_demo_grid_all_methods_resumes_and_records_failures(tmp_path):
     # Each stage's curve starts before its first step (epoch 0), and PDF's fine-tuning starts
     # from exactly where PD's distillation ended: the same dev score.
     with open(os.path.join(cell(out, "PDF"), "cell.json")) as f:
-        curves = json.load(f)["epochs"]
+        pdf = json.load(f)
+    curves = pdf["epochs"]
     assert [r["epoch"] for r in curves["distill"]][0] == 0
     assert [r["epoch"] for r in curves["finetune"]][0] == 0
     assert curves["finetune"][0]["score"] == curves["distill"][-1]["score"]
-    share = json.load(open(os.path.join(cell(out, "PDF"), "cell.json")))["top_class_share"]
-    assert 0.5 <= share["validation"] <= 1.0  # Two classes: the larger share of predictions.
+    # Two classes: the larger share of predictions.
+    assert 0.5 <= pdf["top_class_share"]["validation"] <= 1.0
     # The teacher was evaluated once for the task, not in every cell.
     assert os.path.isfile(os.path.join(out, "shared", "sst2", "predictions", "teacher-validation.npz"))
     assert not os.path.exists(os.path.join(cell(out, "PD"), "predictions", "teacher-validation.npz"))
