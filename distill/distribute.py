@@ -51,6 +51,31 @@ def bf16_rewrite(on: bool) -> None:
     tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": on})
 
 
+def rewrite_on() -> bool:
+    return bool(tf.config.optimizer.get_experimental_options().get(
+        "auto_mixed_precision_onednn_bfloat16"))
+
+
+@contextlib.contextmanager
+def bf16_rewrite_for(model: keras.Model):
+    """While training `model`, oneDNN's bfloat16 rewrite stays on only if the model holds a
+    graph that the Keras policy cannot reach (a `hub.KerasLayer`); restored after.
+
+    On a graph that `mixed_bfloat16` already casts (the native encoder) the rewrite adds no
+    speed and costs memory: L-12 H-512 at batch 32 x 64 peaked at 3,420 MiB with it and 2,750
+    without, 1.53 against 1.47 s a step, and it keeps what `recompute` would free
+    (benchmarks/RESULTS.md, 2026-12-02 third session).
+    """
+    import tensorflow_hub as hub
+
+    was = rewrite_on()
+    bf16_rewrite(was and any(isinstance(m, hub.KerasLayer) for m in model.submodules))
+    try:
+        yield
+    finally:
+        bf16_rewrite(was)
+
+
 def set_precision(precision: str) -> None:
     """bfloat16 on CPUs: Keras' `mixed_bfloat16` policy for the encoders this project builds
     (matmuls and elementwise ops in bfloat16; variables, softmax, logits and losses in
@@ -97,8 +122,7 @@ def environment(cfg) -> dict:
             "cpu_features": [f for f in wanted if f in flags],
             "tensorflow": tf.__version__,
             "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0",
-            "onednn_bf16_rewrite": bool(tf.config.optimizer.get_experimental_options().get(
-                "auto_mixed_precision_onednn_bfloat16", False)),
+            "onednn_bf16_rewrite": rewrite_on(),
             "precision": cfg.precision,
             "keras_policy": keras.mixed_precision.global_policy().name,
             "deterministic": cfg.deterministic,

@@ -99,11 +99,14 @@ class CheckpointedDropout(keras.layers.Layer):
         self.rate = rate
         self.generator = tf.random.Generator.from_seed(seed)
 
-    def call(self, x, training=None):
+    def call(self, x, training=None, seed=None):
+        """`seed`: a stateless seed drawn earlier from `self.generator` (`make_seeds`), for a
+        block that runs twice (`TransformerLayer`'s recomputation) and must drop the same units."""
         if not training or self.rate == 0:
             return x
-        return tf.nn.experimental.general_dropout(x, self.rate,
-                                                  uniform_sampler=self.generator.uniform)
+        if seed is None:
+            seed = self.generator.make_seeds(1)[:, 0]
+        return tf.nn.experimental.stateless_dropout(x, self.rate, seed)
 
 
 class Embeddings(keras.layers.Layer):
@@ -137,11 +140,15 @@ class TransformerLayer(keras.layers.Layer):
     """One post-LayerNorm Transformer block (Vaswani et al. 2017), as BERT uses it.
 
     Under a mixed-precision policy the matmuls and elementwise ops run in the compute dtype
-    (bfloat16) and the softmax in float32; variables are float32 either way.
+    (bfloat16) and the softmax in float32; variables are float32 either way. With `recompute`
+    its training-time activations are not kept for the backward pass but computed again there
+    (`tf.recompute_grad`): less memory for one more forward pass of the block.
     """
 
-    def __init__(self, cfg: BertConfig, seed: int | None = None, **kwargs):
+    def __init__(self, cfg: BertConfig, seed: int | None = None, recompute: bool = False,
+                 **kwargs):
         super().__init__(**kwargs)
+        self.recompute = recompute
         self.heads, self.head_size = cfg.num_heads, cfg.hidden_size // cfg.num_heads
         h, policy = cfg.hidden_size, self.dtype_policy
         self.query, self.key, self.value = (_dense(h, n, cfg, dtype=policy)
@@ -159,15 +166,25 @@ class TransformerLayer(keras.layers.Layer):
         return tf.reshape(x, [shape[0], shape[1], self.heads, self.head_size])
 
     def call(self, x, mask_bias, training=None):
-        q, k, v = (self._split_heads(f(x)) for f in (self.query, self.key, self.value))
-        scores = tf.einsum("bthd,bshd->bhts", q * (self.head_size ** -0.5), k)
-        probs = tf.nn.softmax(tf.cast(scores, tf.float32) + mask_bias, axis=-1)
-        probs = self.dropout(tf.cast(probs, q.dtype), training=training)
-        context = tf.einsum("bhts,bshd->bthd", probs, v)
-        context = tf.reshape(context, tf.shape(x))
-        x = self.attention_norm(x + self.dropout(self.attention_output(context), training=training))
-        y = self.output_dense(self.intermediate(x))
-        return self.output_norm(x + self.dropout(y, training=training))
+        # The block's three dropout seeds are drawn before it runs, so that its recomputation
+        # in the backward pass drops the units its forward pass dropped.
+        seeds = self.dropout.generator.make_seeds(3) if training else None
+
+        def block(x):
+            def drop(y, k):
+                return self.dropout(y, training=training,
+                                    seed=None if seeds is None else seeds[:, k])
+
+            q, k, v = (self._split_heads(f(x)) for f in (self.query, self.key, self.value))
+            scores = tf.einsum("bthd,bshd->bhts", q * (self.head_size ** -0.5), k)
+            probs = tf.nn.softmax(tf.cast(scores, tf.float32) + mask_bias, axis=-1)
+            context = tf.einsum("bhts,bshd->bthd", drop(tf.cast(probs, q.dtype), 0), v)
+            context = tf.reshape(context, tf.shape(x))
+            x = self.attention_norm(x + drop(self.attention_output(context), 1))
+            y = self.output_dense(self.intermediate(x))
+            return self.output_norm(x + drop(y, 2))
+
+        return tf.recompute_grad(block)(x) if training and self.recompute else block(x)
 
 
 class MaskedLMHead(keras.layers.Layer):
@@ -197,10 +214,12 @@ def _mask_bias(input_mask):
 
 
 def build(cfg: BertConfig, with_mlm: bool = True, seed: int | None = None,
-          dtype: str | None = None, name: str = "bert_encoder") -> keras.Model:
+          dtype: str | None = None, name: str = "bert_encoder",
+          recompute: bool = False) -> keras.Model:
     """Builds a BERT encoder as a Keras model with the TF Hub encoder API, `.mlm` attached.
 
-    `seed` seeds its dropout; `dtype` overrides the global mixed-precision policy.
+    `seed` seeds its dropout; `dtype` overrides the global mixed-precision policy;
+    `recompute` recomputes each Transformer block's activations in the backward pass.
     """
     def seeded(k):
         return None if seed is None else seed + k
@@ -212,8 +231,8 @@ def build(cfg: BertConfig, with_mlm: bool = True, seed: int | None = None,
         inputs["input_mask"])
     layer_outputs = []
     for i in range(cfg.num_layers):
-        x = TransformerLayer(cfg, seed=seeded(1 + i), name=f"transformer/layer_{i}",
-                             dtype=dtype)(x, bias)
+        x = TransformerLayer(cfg, seed=seeded(1 + i), recompute=recompute,
+                             name=f"transformer/layer_{i}", dtype=dtype)(x, bias)
         layer_outputs.append(x)
     first_token = keras.layers.Lambda(lambda s: s[:, 0], name="first_token", dtype=dtype)(x)
     pooled = _dense(cfg.hidden_size, "pooler", cfg, activation="tanh", dtype=dtype)(first_token)
@@ -277,14 +296,15 @@ def open_saved(handle: str):
 
 
 def load(handle: str, trainable: bool = True, name: str = "encoder", seed: int | None = None,
-         native: bool = True) -> keras.layers.Layer:
+         native: bool = True, recompute: bool = False) -> keras.layers.Layer:
     """Loads a TF Hub encoder handle or local SavedModel directory as a Keras layer.
 
     With `native` (the default) the weights go into our own Keras encoder (`build`), which
     trains and labels faster than the SavedModel's fixed graph and follows the
     mixed-precision policy; it is checked against the SavedModel's own outputs first. An
     encoder whose weights do not map (`weights.Unmapped`) runs through `hub.KerasLayer`, with
-    one line saying why. `seed` seeds the native encoder's dropout.
+    one line saying why. `seed` seeds the native encoder's dropout; `recompute` (native only)
+    trades a second forward pass of each block for the memory of its activations.
 
     Raises:
       UserError: if the handle cannot be loaded or lacks the encoder signature.
@@ -293,11 +313,15 @@ def load(handle: str, trainable: bool = True, name: str = "encoder", seed: int |
     layer = hub.KerasLayer(loaded, trainable=trainable, name=name)
     _check_signature(layer, handle)
     if not native:
+        if recompute:
+            print(f"[encoder] {handle} runs through hub.KerasLayer (native_encoder: false), "
+                  f"which keeps every activation; recompute applies to the native encoder only")
         return layer
     try:
-        model = native_from(loaded, loadable, seed=seed, name=name)
+        model = native_from(loaded, loadable, seed=seed, name=name, recompute=recompute)
     except weights.Unmapped as e:
-        print(f"[encoder] {handle} runs through hub.KerasLayer: {e}")
+        print(f"[encoder] {handle} runs through hub.KerasLayer: {e}"
+              + ("; recompute does not apply to it" if recompute else ""))
         return layer
     model.trainable = trainable
     return model
@@ -321,7 +345,7 @@ def probe(cfg: BertConfig) -> dict:
 
 
 def native_from(loaded, loadable: str, seed: int | None = None, name: str = "encoder",
-                with_mlm: bool = False) -> keras.Model:
+                with_mlm: bool = False, recompute: bool = False) -> keras.Model:
     """Our encoder (`.mlm` too if asked) with `loaded`'s weights, checked against `loaded`'s
     own functions on a probe batch (float32, 1e-4); under a mixed-precision policy it is
     then rebuilt in that policy with the same weights. It remembers its vocab, casing and
@@ -334,7 +358,8 @@ def native_from(loaded, loadable: str, seed: int | None = None, name: str = "enc
     layout, names = weights.saved_layout(list(saved))
     tensors = {ours: saved[s] for ours, s in names.items()}
     cfg = _native_config(tensors, layout, loadable)
-    model = build(cfg, with_mlm=with_mlm, seed=seed, dtype="float32", name=name)
+    model = build(cfg, with_mlm=with_mlm, seed=seed, dtype="float32", name=name,
+                  recompute=recompute)
     try:
         weights.assign(variables_by_name(model, with_mlm), tensors, layout, cfg.num_layers,
                        with_mlm, loadable)
@@ -344,7 +369,7 @@ def native_from(loaded, loadable: str, seed: int | None = None, name: str = "enc
     if not gap <= 1e-4:
         raise weights.Unmapped(f"its outputs differ from the SavedModel's by {gap:.2g}")
     if keras.mixed_precision.global_policy().name != "float32":
-        model = _rebuilt(model, cfg, with_mlm, seed=seed, name=name)
+        model = _rebuilt(model, cfg, with_mlm, seed=seed, name=name, recompute=recompute)
     model.bert_config = cfg
     model.source_vocab = loaded.vocab_file.asset_path.numpy().decode() if hasattr(
         loaded, "vocab_file") else None

@@ -23,14 +23,15 @@ META = "classifier.json"
 
 def build(encoder_handle: str, num_outputs: int, dropout: float,
           encoder: keras.layers.Layer | None = None, seed: int = 0,
-          native: bool = True) -> keras.Model:
+          native: bool = True, recompute: bool = False) -> keras.Model:
     """A classifier over the encoder at `encoder_handle` (or an already loaded `encoder`).
 
     The new output layer and the native encoder's dropout are drawn from `seed`, so a run's
     seed fixes them. The logits are computed in float32 under any precision policy.
     """
     inputs = {n: keras.Input((None,), dtype=tf.int32, name=n) for n in encoders.INPUT_NAMES}
-    encoder = encoder or encoders.load(encoder_handle, trainable=True, seed=seed, native=native)
+    encoder = encoder or encoders.load(encoder_handle, trainable=True, seed=seed, native=native,
+                                       recompute=recompute)
     pooled = encoder(inputs)["pooled_output"]
     x = encoders.CheckpointedDropout(dropout, seed, name="dropout")(pooled)
     logits = keras.layers.Dense(

@@ -281,6 +281,14 @@ def fit(model: keras.Model, make_dataset: Callable[[int], tf.data.Dataset],
       evaluate: () -> {"split", "score"}, called before the first step and after each epoch
         (one device only): the summary's `epochs` then has the curve, epoch 0 first.
     """
+    with distribute.bf16_rewrite_for(model):  # Only where the policy cannot reach.
+        return _fit(model, make_dataset, examples, loss_fn, schedule, workdir, desc, input_names,
+                    evaluate)
+
+
+def _fit(model: keras.Model, make_dataset: Callable[[int], tf.data.Dataset],
+         examples: int, loss_fn: Callable, schedule: Schedule, workdir: str, desc: str,
+         input_names, evaluate: Callable[[], dict] | None) -> dict:
     strategy = tf.distribute.get_strategy()
     chief = distribute.is_chief(strategy)
     per_epoch = steps_per_epoch(examples, schedule.batch_size)

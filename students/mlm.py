@@ -115,7 +115,8 @@ def mlm_loss(logits, batch):
     return loss, {"mlm": loss}
 
 
-def _load_mlm(handle: str, native: bool = True, seed: int | None = None):
+def _load_mlm(handle: str, native: bool = True, seed: int | None = None,
+              recompute: bool = False):
     """(the loaded SavedModel, the encoder to train: ours with its `.mlm` head where the
     weights map, else the SavedModel's own, and a Keras model of its MLM logits)."""
     loaded, loadable = encoders.open_saved(handle)
@@ -128,7 +129,8 @@ def _load_mlm(handle: str, native: bool = True, seed: int | None = None):
     encoder, head = loaded, hub.KerasLayer(loaded.mlm, trainable=True, name="mlm")
     if native:
         try:
-            encoder = encoders.native_from(loaded, loadable, seed=seed, with_mlm=True)
+            encoder = encoders.native_from(loaded, loadable, seed=seed, with_mlm=True,
+                                           recompute=recompute)
             head = encoder.mlm
         except weights.Unmapped as e:
             print(f"[mlm] {handle} runs through hub.KerasLayer: {e}")
@@ -145,7 +147,8 @@ def heldout_loss(model, batches) -> float:
 
 
 def train(handle: str, text_files: list[str], encoder_dir: str, workdir: str,
-          mlm: config_lib.MLMConfig, seed: int, native: bool = True) -> dict:
+          mlm: config_lib.MLMConfig, seed: int, native: bool = True,
+          recompute: bool = False) -> dict:
     """Continues MLM training of `handle` on `text_files` as `mlm` says; exports `encoder_dir`.
 
     Checkpoints and TensorBoard logs go to `workdir`, so a rerun resumes.
@@ -153,7 +156,7 @@ def train(handle: str, text_files: list[str], encoder_dir: str, workdir: str,
     Returns a summary (held-out MLM loss before and after, steps, the encoder's path).
     """
     schedule, seq_length, max_predictions = mlm.train, mlm.seq_length, mlm.max_predictions
-    loaded, encoder, model = _load_mlm(handle, native, seed)
+    loaded, encoder, model = _load_mlm(handle, native, seed, recompute)
     vocab = loaded.vocab_file.asset_path.numpy().decode()
     preprocessor = text.WordPiecePreprocessor(vocab, bool(loaded.do_lower_case.numpy()))
     counts = data.plain_lines(text_files)
@@ -214,4 +217,4 @@ def run(cfg: config_lib.Config, run_dir: str) -> dict:
               "mlm": config_lib.to_dict(cfg)["student"]["mlm"]}
     return rundir.stage("mlm", paths.stage_dir("mlm"), inputs, lambda: train(
         cfg.student.encoder, cfg.student.mlm.data, paths.mlm_encoder, paths.workdir("mlm"),
-        cfg.student.mlm, cfg.seed, cfg.native_encoder))
+        cfg.student.mlm, cfg.seed, cfg.native_encoder, cfg.recompute))

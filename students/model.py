@@ -42,7 +42,7 @@ def build(cfg: config_lib.Config, task: tasks_lib.Task, stage: str,
     """
     dropout = getattr(cfg.student, stage).dropout
     model = models.build(cfg.student.encoder, task.num_outputs, dropout, seed=cfg.seed,
-                         native=cfg.native_encoder)
+                         native=cfg.native_encoder, recompute=cfg.recompute)
     if start_from:
         tf.train.Checkpoint(model=model).read(start_from).assert_existing_objects_matched()
     elif cfg.student.init == "random":

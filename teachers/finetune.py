@@ -59,7 +59,7 @@ def _train(cfg: config_lib.Config, task: tasks.Task, seed: int, workdir: str) ->
           f"seed {seed}")
     source, _, graded = gate.sources(cfg, task)  # Trains without the split it is graded on.
     model = models.build(cfg.teacher.encoder, task.num_outputs, cfg.teacher.train.dropout,
-                         seed=seed, native=cfg.native_encoder)
+                         seed=seed, native=cfg.native_encoder, recompute=cfg.recompute)
     summary = supervised.train_on_labels(
         model, task, source, text.packer(cfg.teacher, task.is_pair), cfg.teacher.train, seed,
         workdir, desc="teacher")

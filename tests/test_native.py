@@ -155,3 +155,38 @@ def test_names_of_every_layout_are_distinct_and_complete():
         names = [r.name(layout) for r in rows]
         assert len(set(names)) == len(names), layout
     assert len(rows) == 5 + 2 * 16 + 2 + 5
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_recomputed_blocks_give_the_same_gradients_with_dropout_on(tiny_encoder, policy):
+    """`recompute` draws each block's dropout seeds before the block, so the backward pass's
+    second forward pass drops the same units: the gradients are those of the plain encoder
+    (same seed, same masks), and the gradient graph really runs the blocks' matmuls again."""
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        plain, recomputed = (encoders.load(tiny_encoder, seed=3, recompute=r) for r in (False, True))
+        inputs = probe(len(VOCAB))
+
+        def grads_of(model, training=True):
+            @tf.function
+            def step(inputs):
+                with tf.GradientTape() as tape:
+                    out = model(inputs, training=training)
+                    loss = sum(tf.reduce_sum(tf.cast(out[k], tf.float32) ** 2)
+                               for k in ("sequence_output", "pooled_output"))
+                return tape.gradient(loss, model.trainable_variables)
+
+            matmuls = sum(op.type in ("MatMul", "BatchMatMulV2", "Einsum", "_MklMatMul")
+                          for op in step.get_concrete_function(inputs).graph.get_operations())
+            return [tf.convert_to_tensor(g).numpy() for g in step(inputs)], matmuls
+
+        want, plain_matmuls = grads_of(plain)
+        got, recomputed_matmuls = grads_of(recomputed)
+        atol = 1e-5 if policy == "float32" else 1e-2
+        for w, g, v in zip(want, got, plain.trainable_variables):
+            np.testing.assert_allclose(g, w, atol=atol, rtol=atol, err_msg=v.name)
+        assert recomputed_matmuls > plain_matmuls
+        without_dropout, _ = grads_of(plain, training=False)  # The masks did drop units.
+        assert not all(np.allclose(a, b, atol=1e-3) for a, b in zip(want, without_dropout))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")

@@ -29,9 +29,9 @@ def _model():
     return keras.Model(inputs, keras.layers.Dense(2)(x))
 
 
-def _make_dataset(fail_at=None):
+def _make_dataset(fail_at=None, vocab=20):
     rng = np.random.default_rng(0)
-    ids = rng.integers(1, 20, size=(96, 6)).astype(np.int32)
+    ids = rng.integers(1, vocab, size=(96, 6)).astype(np.int32)
     labels = (ids[:, 0] > 10).astype(np.int64)
     base = tf.data.Dataset.from_tensor_slices({
         "input_word_ids": ids, "input_mask": np.ones_like(ids), "input_type_ids": np.zeros_like(ids),
@@ -215,3 +215,29 @@ def test_fused_adamw_trains_like_keras_adamw_on_dense_gradients():
     theirs, their_slots = train(keras.optimizers.AdamW)
     for a, b in zip(ours + ours_slots, theirs + their_slots):  # fp32 rounding over 20 steps.
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_the_bf16_rewrite_is_on_while_training_only_a_graph_the_policy_cannot_reach(
+        tmp_path, tiny_encoder):
+    """Under `precision: bfloat16`, oneDNN's rewrite stays on for a model holding a
+    hub.KerasLayer and goes off for one the mixed_bfloat16 policy casts itself; restored after."""
+    from conftest import VOCAB
+    from distill import distribute, models
+
+    schedule = training.Schedule(epochs=1, batch_size=8, learning_rate=0.05)
+    seen = []
+
+    def evaluate():
+        seen.append(distribute.rewrite_on())
+        return {"split": "validation", "score": 0.0}
+
+    distribute.set_precision("bfloat16")
+    try:
+        for k, model in enumerate([_model(), models.build(tiny_encoder, 2, 0.1, native=False)]):
+            training.fit(model, _make_dataset(vocab=len(VOCAB)), 16,
+                         lambda logits, batch: _loss(tf.cast(logits, tf.float32), batch),
+                         schedule, str(tmp_path / str(k)), evaluate=evaluate)
+            assert distribute.rewrite_on()
+    finally:
+        distribute.set_precision("float32")
+    assert seen == [False, False, True, True]  # Before the first step and after the epoch.
