@@ -52,6 +52,7 @@ def bf16_rewrite(on: bool) -> None:
 
 
 def rewrite_on() -> bool:
+    """Whether oneDNN's bfloat16 rewrite applies to functions traced or loaded now."""
     return bool(tf.config.optimizer.get_experimental_options().get(
         "auto_mixed_precision_onednn_bfloat16"))
 
