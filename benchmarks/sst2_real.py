@@ -48,10 +48,9 @@ MODES = {
                  seeds=[0, 1, 2]),
     "quick": dict(train=1024, agnews=512, dev=200, seq=48, layers=(1, 2), epochs=2, seeds=[0]),
     # --order: all 17,601 AG News lines after SST-2's 8,000 sentences, a transfer set larger
-    # than the 10,000-example shuffle buffer.
-    # One student size and two seeds: what the session that added it could run (2 cores).
-    "order": dict(train=8000, agnews=17_601, dev=None, seq=64, layers=(2,), epochs=1,
-                  seeds=[0, 1]),
+    # than the old 10,000-example shuffle buffer; both student sizes, three seeds.
+    "order": dict(train=8000, agnews=17_601, dev=None, seq=64, layers=(2, 4), epochs=1,
+                  seeds=[0, 1, 2]),
 }
 
 
@@ -173,11 +172,16 @@ def main() -> None:
                              "and in the uniform mix")
     parser.add_argument("--methods", default="PF,PD,PDF",
                         help="the grid's methods, comma-separated (the default mode only)")
+    parser.add_argument("--layers", default=None,
+                        help="the students' sizes (the teacher's first k layers), comma-separated; "
+                             "default: the mode's")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a config override for every cell, e.g. native_encoder=false or "
                              "precision=bfloat16")
     args = parser.parse_args()
-    mode = MODES["quick" if args.quick else "order" if args.order else "full"]
+    mode = dict(MODES["quick" if args.quick else "order" if args.order else "full"])
+    if args.layers:
+        mode["layers"] = tuple(int(k) for k in args.layers.split(","))
     out = os.path.abspath(args.output)
     os.makedirs(out, exist_ok=True)
     t0 = time.time()

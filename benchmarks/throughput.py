@@ -225,14 +225,18 @@ def prepare(root: str, vocab: str, args) -> None:
     write_store(os.path.join(root, "train_store"), sst2(args.train_examples))
 
 
-def label_rate(fn, source: data.Source, packer: text.Packer) -> float:
-    """Examples per second of the pipeline's labeling loop (length-sorted windows)."""
+def label_rate(fn, source: data.Source, packer: text.Packer, in_flight: int | None = None) -> float:
+    """Examples per second of the pipeline's labeling loop (length-sorted windows, its
+    batches in flight unless `in_flight` says otherwise)."""
+    in_flight = in_flight or label.default_in_flight()
+
     def one_pass():
         batch = label.default_batch_size()  # The pipeline's own choice for this device.
         slices, window = [(0, source.total_examples)], batch * config.SORT_WINDOW
         batches = label.sorted_batches(label.shard_windows(source.get_tfdata(), slices, window),
                                        packer, batch)
-        for _ in label.labeled_windows(batches, label.window_sizes(slices, window), [fn], [0.0]):
+        for _ in label.labeled_windows(batches, label.window_sizes(slices, window), [fn], [0.0],
+                                       in_flight):
             pass
 
     one_pass()  # Warm-up: traces each bucket width once.

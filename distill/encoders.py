@@ -314,17 +314,22 @@ def load(handle: str, trainable: bool = True, name: str = "encoder", seed: int |
     _check_signature(layer, handle)
     if not native:
         if recompute:
-            print(f"[encoder] {handle} runs through hub.KerasLayer (native_encoder: false), "
-                  f"which keeps every activation; recompute applies to the native encoder only")
+            say_hub(handle, "native_encoder: false", recompute)
         return layer
     try:
         model = native_from(loaded, loadable, seed=seed, name=name, recompute=recompute)
     except weights.Unmapped as e:
-        print(f"[encoder] {handle} runs through hub.KerasLayer: {e}"
-              + ("; recompute does not apply to it" if recompute else ""))
+        say_hub(handle, str(e), recompute)
         return layer
     model.trainable = trainable
     return model
+
+
+def say_hub(handle: str, why: str, recompute: bool = False, stage: str = "encoder") -> None:
+    """The one line that says an encoder runs through `hub.KerasLayer`, and why."""
+    print(f"[{stage}] {handle} runs through hub.KerasLayer: {why}"
+          + ("; it keeps every activation (recompute applies to the native encoder only)"
+             if recompute else ""))
 
 
 def _call(layer, inputs: dict):

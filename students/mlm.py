@@ -133,7 +133,7 @@ def _load_mlm(handle: str, native: bool = True, seed: int | None = None,
                                            recompute=recompute)
             head = encoder.mlm
         except weights.Unmapped as e:
-            print(f"[mlm] {handle} runs through hub.KerasLayer: {e}")
+            encoders.say_hub(handle, str(e), recompute, stage="mlm")
     return loaded, encoder, keras.Model(inputs, head(inputs)["mlm_logits"])
 
 

@@ -9,9 +9,13 @@ ones; worker w of N writes shards k = w (mod N).
 """
 from __future__ import annotations
 
+import collections
+import contextlib
 import itertools
 import os
+import threading
 import time
+from concurrent import futures
 
 import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
 import numpy as np
@@ -25,6 +29,10 @@ from teachers import gate
 # On a CPU a batch of 32 keeps a layer's activations in cache: BERT-Base labels 2x faster than
 # at 256 (benchmarks/RESULTS.md); accelerators want large batches.
 CPU_BATCH, ACCELERATOR_BATCH = 32, 256
+# One batch at a time keeps about 1.3 of 2 CPU cores busy: many of BERT's ops (attention's
+# small matmuls, which oneDNN runs on one thread, the elementwise ops) use one core. A second
+# batch in flight fills the other: 1.5x labeling on 2 cores (benchmarks/RESULTS.md).
+CPU_IN_FLIGHT = 2
 # A generous bound on a record's size on disk (text, logits, framing), for the free-space check.
 BYTES_PER_RECORD = 2048
 
@@ -33,6 +41,14 @@ def default_batch_size() -> int:
     """The labeling batch when the config leaves it at 0: sized for the device."""
     accelerated = tf.config.list_physical_devices("GPU") or tf.config.list_physical_devices("TPU")
     return ACCELERATOR_BATCH if accelerated else CPU_BATCH
+
+
+def default_in_flight() -> int:
+    """How many batches the teacher runs at once: two on a CPU, one where the batch is
+    already split across replicas or runs on an accelerator."""
+    accelerated = tf.config.list_physical_devices("GPU") or tf.config.list_physical_devices("TPU")
+    one_replica = tf.distribute.get_strategy().num_replicas_in_sync == 1
+    return CPU_IN_FLIGHT if one_replica and not accelerated else 1
 
 
 def shard_windows(ds: tf.data.Dataset, slices: list[tuple[int, int]], window: int) -> tf.data.Dataset:
@@ -84,27 +100,73 @@ def sorted_batches(windows: tf.data.Dataset, packer: text.Packer, batch_size: in
     return windows.flat_map(cut).map(encode, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
 
 
-def labeled_windows(batches, sizes: list[int], members: list, seconds: list[float]):
-    """Runs every member on each batch; yields each window in its original order as
-    (fields as numpy, [members' outputs]). `seconds[k]` adds up member k's time."""
-    batches = iter(batches)
-    for size in sizes:
-        parts, got = [], 0
-        while got < size:
-            batch = next(batches)
-            inputs = {n: batch[n] for n in encoders.INPUT_NAMES}
-            outputs = []
-            for k, member in enumerate(members):
-                t0 = time.time()
+class _BusyClock:
+    """Adds to `seconds[k]` the wall time during which at least one call runs (calls overlap
+    when batches do)."""
+
+    def __init__(self, seconds: list[float], k: int):
+        self._seconds, self._k = seconds, k
+        self._running, self._since = 0, 0.0
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def timing(self):
+        with self._lock:
+            if not self._running:
+                self._since = time.perf_counter()
+            self._running += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running -= 1
+                if not self._running:
+                    self._seconds[self._k] += time.perf_counter() - self._since
+
+
+def ordered_in_flight(fn, items, depth: int):
+    """`fn(item)` for each item, in order, with up to `depth` calls running at once."""
+    if depth <= 1:
+        yield from map(fn, items)
+        return
+    with futures.ThreadPoolExecutor(depth) as pool:
+        running = collections.deque()
+        for item in items:
+            running.append(pool.submit(fn, item))
+            if len(running) == depth:
+                yield running.popleft().result()
+        while running:
+            yield running.popleft().result()
+
+
+def labeled_windows(batches, sizes: list[int], members: list, seconds: list[float],
+                    in_flight: int = 1):
+    """Runs every member on each batch, `in_flight` batches at once; yields each window in
+    its original order as (fields as numpy, [members' outputs]). `seconds[k]` adds up the
+    wall time during which member k ran."""
+    clocks = [_BusyClock(seconds, k) for k in range(len(members))]
+
+    def label(batch):
+        inputs = {n: batch[n] for n in encoders.INPUT_NAMES}
+        outputs = []
+        for member, clock in zip(members, clocks):
+            with clock.timing():
                 outputs.append(member(inputs).numpy())
-                seconds[k] += time.time() - t0
-            parts.append(({k: v.numpy() for k, v in batch.items()
-                           if k in ("id", "text_a", "text_b", "label", "position")}, outputs))
-            got += len(outputs[0])
-        order = np.argsort(np.concatenate([p["position"] for p, _ in parts]))
-        fields = {k: np.concatenate([p[k] for p, _ in parts])[order] for k in parts[0][0]}
-        outputs = [np.concatenate([o[k] for _, o in parts])[order] for k in range(len(members))]
-        yield fields, outputs
+        return ({k: v.numpy() for k, v in batch.items()
+                 if k in ("id", "text_a", "text_b", "label", "position")}, outputs)
+
+    labeled = ordered_in_flight(label, batches, in_flight)
+    with contextlib.closing(labeled):  # Closing waits for the batches still running.
+        for size in sizes:
+            parts, got = [], 0
+            while got < size:
+                parts.append(next(labeled))
+                got += len(parts[-1][1][0])
+            order = np.argsort(np.concatenate([p["position"] for p, _ in parts]))
+            fields = {k: np.concatenate([p[k] for p, _ in parts])[order] for k in parts[0][0]}
+            outputs = [np.concatenate([o[k] for _, o in parts])[order]
+                       for k in range(len(members))]
+            yield fields, outputs
 
 
 def producer(cfg: config_lib.Config, teacher: dict, source: data.Source, filters: dict) -> dict:
@@ -198,7 +260,7 @@ def _write_shards(cfg: config_lib.Config, task: tasks.Task, writer: store_lib.Wr
 
     def labeled_examples():
         for fields, outputs in labeled_windows(batches, window_sizes(slices, window),
-                                               model.members, seconds):
+                                               model.members, seconds, default_in_flight()):
             logits = outputs[0] if weights is None else ensemble.combine(
                 np.stack(outputs), cfg.teacher.combine, weights, task.is_regression).numpy()
             for i in range(len(logits)):

@@ -92,6 +92,14 @@ def test_an_encoder_that_does_not_map_runs_through_hub_saying_why(capsys):
     assert isinstance(layer, hub.KerasLayer)
     assert "runs through hub.KerasLayer: it projects its embeddings" in capsys.readouterr().out
     assert encoders.load(os.path.join(MODEL_GARDEN, "bert"), native=False).__class__ is hub.KerasLayer
+    assert capsys.readouterr().out == ""  # Asked for by name: nothing to explain.
+    # With `recompute`, both ways to hub.KerasLayer say, in the one form, that it cannot apply.
+    encoders.load(path, recompute=True)
+    encoders.load(os.path.join(MODEL_GARDEN, "bert"), native=False, recompute=True)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.endswith("(recompute applies to the native encoder only)") for line in lines] \
+        == [True, True]
+    assert "hub.KerasLayer: native_encoder: false;" in lines[1]
 
 
 def test_a_mapping_that_computes_otherwise_is_caught(tiny_encoder, tmp_path, capsys):

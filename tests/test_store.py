@@ -1,6 +1,8 @@
 """The soft-label store: round trip with plain tf.data, resume, and every refusal."""
 import json
 import os
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -129,14 +131,15 @@ def _texts(n, seed=0):
     return [" ".join(rng.choice(words, size=rng.integers(1, 40))) for _ in range(n)]
 
 
-def _label_all(fn, texts, packer, batch_size, window):
+def _label_all(fn, texts, packer, batch_size, window, in_flight=1, seconds=None):
     """What labeling does: length-sorted windows, batched, reassembled in input order."""
     ds = tf.data.Dataset.from_tensor_slices({
         "id": [f"x/{i}" for i in range(len(texts))], "text_a": texts, "text_b": [""] * len(texts),
         "label": [-1] * len(texts)})
     slices = [(0, len(texts))]
     batches = label.sorted_batches(label.shard_windows(ds, slices, window), packer, batch_size)
-    out = list(label.labeled_windows(batches, label.window_sizes(slices, window), [fn], [0.0]))
+    out = list(label.labeled_windows(batches, label.window_sizes(slices, window), [fn],
+                                     [0.0] if seconds is None else seconds, in_flight))
     ids = np.concatenate([fields["id"] for fields, _ in out])
     return ids, np.concatenate([o[0] for _, o in out])
 
@@ -179,6 +182,48 @@ def test_labeling_batch_size_does_not_change_the_soft_labels(tiny_encoder, vocab
     # A random head's logits are about 1e-3: the tolerance is a thousandth of them.
     np.testing.assert_allclose(small, large, rtol=1e-5, atol=1e-7)
     assert np.abs(small).max() > 1e-4 and np.std(small) > 1e-5  # Not trivially zero.
+
+
+def test_two_batches_in_flight_label_exactly_as_one_at_a_time(tiny_encoder, vocab_file):
+    from distill import models, text
+
+    model = models.build(tiny_encoder, 2, dropout=0.1)
+    packer = text.Packer(text.load(vocab_file), 64)
+    texts = _texts(200, seed=2)
+
+    def fn(batch):
+        return model(batch, training=False)
+
+    ids_one, one = _label_all(fn, texts, packer, 8, 64)
+    ids_two, two = _label_all(fn, texts, packer, 8, 64, in_flight=2)
+    assert ids_two.tolist() == ids_one.tolist()
+    np.testing.assert_array_equal(two, one)  # The same bits, in the same order.
+
+
+def test_batches_in_flight_overlap_and_are_timed_once(vocab_file):
+    from distill import text
+
+    packer = text.Packer(text.load(vocab_file), 64)
+    lock, running, most = threading.Lock(), [0], [0]
+
+    def fn(batch):  # Sleeping releases the GIL, as TensorFlow's kernels do.
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.1)
+        with lock:
+            running[0] -= 1
+        return tf.zeros([tf.shape(batch["input_mask"])[0], 2])
+
+    seconds = [0.0]
+    _label_all(fn, _texts(64), packer, 8, 32, in_flight=2, seconds=seconds)  # 8 batches.
+    assert most[0] == 2
+    # Overlapping calls count once: about 4 x 0.1 s of wall time, not the 0.8 s they add up to.
+    assert 0.35 < seconds[0] < 0.65, seconds
+
+
+def test_default_in_flight_is_two_on_a_cpu():
+    assert label.default_in_flight() == label.CPU_IN_FLIGHT == 2
 
 
 def test_shard_windows_read_the_source_once_and_restart_at_each_shard():
