@@ -301,14 +301,22 @@ def load(handle: str, trainable: bool = True, name: str = "encoder", seed: int |
 
     With `native` (the default) the weights go into our own Keras encoder (`build`), which
     trains and labels faster than the SavedModel's fixed graph and follows the
-    mixed-precision policy; it is checked against the SavedModel's own outputs first. An
-    encoder whose weights do not map (`weights.Unmapped`) runs through `hub.KerasLayer`, with
-    one line saying why. `seed` seeds the native encoder's dropout; `recompute` (native only)
-    trades a second forward pass of each block for the memory of its activations.
+    mixed-precision policy; it is checked against the SavedModel's own outputs first, once
+    per process and version of its files (`_CHECKED`: a sweep loads its student for every
+    trial). An encoder whose weights do not map (`weights.Unmapped`) runs through
+    `hub.KerasLayer`, with one line saying why. `seed` seeds the native encoder's dropout;
+    `recompute` (native only) trades a second forward pass of each block for the memory of
+    its activations.
 
     Raises:
       UserError: if the handle cannot be loaded or lacks the encoder signature.
     """
+    key = _files_key(handle) if native else None
+    checked = _CHECKED.get(key)
+    model = checked and _from_checkpoint(checked, seed=seed, name=name, recompute=recompute)
+    if model is not None:
+        model.trainable = trainable
+        return model
     loaded, loadable = open_saved(handle)
     layer = hub.KerasLayer(loaded, trainable=trainable, name=name)
     _check_signature(layer, handle)
@@ -321,7 +329,50 @@ def load(handle: str, trainable: bool = True, name: str = "encoder", seed: int |
     except weights.Unmapped as e:
         say_hub(handle, str(e), recompute)
         return layer
+    if key is not None:
+        _CHECKED.clear()  # One entry: what a sweep or a grid's cells load again and again.
+        _CHECKED[key] = dict(local=key[0], names=model.saved_names, config=model.bert_config,
+                             vocab=model.source_vocab, lower_case=model.lower_case)
     model.trainable = trainable
+    return model
+
+
+# The last encoder whose native weights `load` checked against its SavedModel in this
+# process, by `_files_key`: loaded again, its weights come straight from the SavedModel's
+# checkpoint (no restore of its graph and functions, no probe).
+_CHECKED: dict = {}
+
+
+def _files_key(handle: str) -> tuple | None:
+    """A local SavedModel's directory and the size and modification time of each of its
+    files (a re-export changes it); None for a remote handle or a path that is not one."""
+    if handles.is_remote(handle) or not (os.path.isfile(os.path.join(handle, "saved_model.pb"))
+                                         and os.path.isdir(os.path.join(handle, "variables"))):
+        return None
+    local = os.path.realpath(handle)
+    files = [os.path.join(local, "saved_model.pb")] + sorted(
+        os.path.join(local, "variables", f) for f in os.listdir(os.path.join(local, "variables")))
+    return (local,) + tuple((f, st.st_size, st.st_mtime_ns) for f in files
+                            for st in [os.stat(f)])
+
+
+def _from_checkpoint(checked: dict, seed: int | None, name: str,
+                     recompute: bool) -> keras.Model | None:
+    """Our encoder with the weights of a SavedModel already checked (`_CHECKED`), read from
+    its variables by the names they were saved under; None if one of them is not there."""
+    from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+    reader = tf.train.load_checkpoint(os.path.join(checked["local"], "variables", "variables"))
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    keys = {a.full_name: a.checkpoint_key for node in graph.nodes for a in node.attributes}
+    if not set(checked["names"]) <= set(keys):
+        return None
+    saved = {n: reader.get_tensor(keys[n]) for n in checked["names"]}
+    model = _assigned(saved, checked["config"], checked["local"], seed=seed, name=name,
+                      recompute=recompute)
+    model.bert_config, model.saved_names = checked["config"], checked["names"]
+    model.source_vocab, model.lower_case = checked["vocab"], checked["lower_case"]
     return model
 
 
@@ -353,32 +404,46 @@ def native_from(loaded, loadable: str, seed: int | None = None, name: str = "enc
                 with_mlm: bool = False, recompute: bool = False) -> keras.Model:
     """Our encoder (`.mlm` too if asked) with `loaded`'s weights, checked against `loaded`'s
     own functions on a probe batch (float32, 1e-4); under a mixed-precision policy it is
-    then rebuilt in that policy with the same weights. It remembers its vocab, casing and
-    sizes (`export_native`).
+    then rebuilt in that policy with the same weights. It remembers its vocab, casing, sizes
+    (`export_native`) and the saved names its weights came from.
 
     Raises:
       weights.Unmapped: if the weights do not map or the outputs differ.
     """
     saved = {v.name[: -len(":0")]: v for v in (loaded.mlm if with_mlm else loaded).variables}
-    layout, names = weights.saved_layout(list(saved))
-    tensors = {ours: saved[s] for ours, s in names.items()}
-    cfg = _native_config(tensors, layout, loadable)
-    model = build(cfg, with_mlm=with_mlm, seed=seed, dtype="float32", name=name,
-                  recompute=recompute)
-    try:
-        weights.assign(variables_by_name(model, with_mlm), tensors, layout, cfg.num_layers,
-                       with_mlm, loadable)
-    except UserError as e:
-        raise weights.Unmapped(str(e)) from None
+    model = _assigned(saved, None, loadable, seed=seed, dtype="float32", name=name,
+                      with_mlm=with_mlm, recompute=recompute)
+    cfg = model.bert_config
     gap = _gap(loaded, model, cfg, with_mlm)
     if not gap <= 1e-4:
         raise weights.Unmapped(f"its outputs differ from the SavedModel's by {gap:.2g}")
     if keras.mixed_precision.global_policy().name != "float32":
         model = _rebuilt(model, cfg, with_mlm, seed=seed, name=name, recompute=recompute)
-    model.bert_config = cfg
+    model.bert_config, model.saved_names = cfg, sorted(saved)
     model.source_vocab = loaded.vocab_file.asset_path.numpy().decode() if hasattr(
         loaded, "vocab_file") else None
     model.lower_case = bool(loaded.do_lower_case.numpy()) if hasattr(loaded, "do_lower_case") else True
+    return model
+
+
+def _assigned(saved: dict, cfg: BertConfig | None, loadable: str, with_mlm: bool = False,
+              **build_args) -> keras.Model:
+    """`build` with the SavedModel's weights `saved` ({saved name: value}) mapped onto it;
+    `cfg` None: the sizes read from the weights and the SavedModel (`_native_config`).
+
+    Raises:
+      weights.Unmapped: if the weights do not map.
+    """
+    layout, names = weights.saved_layout(list(saved))
+    tensors = {ours: saved[s] for ours, s in names.items()}
+    cfg = cfg or _native_config(tensors, layout, loadable)
+    model = build(cfg, with_mlm=with_mlm, **build_args)
+    try:
+        weights.assign(variables_by_name(model, with_mlm), tensors, layout, cfg.num_layers,
+                       with_mlm, loadable)
+    except UserError as e:
+        raise weights.Unmapped(str(e)) from None
+    model.bert_config = cfg
     return model
 
 

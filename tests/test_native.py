@@ -146,6 +146,44 @@ def test_bfloat16_policy_computes_in_bfloat16_with_float32_variables(tiny_encode
         keras.mixed_precision.set_global_policy("float32")
 
 
+@pytest.mark.parametrize("kind", ["ours", "model_garden"])
+def test_a_checked_encoder_loads_again_from_its_checkpoint_until_its_files_change(
+        kind, tmp_path, vocab_file, monkeypatch):
+    """A sweep loads its student once per trial: the SavedModel is restored and probed the
+    first time only, the same weights come back in any policy, and a re-export is checked anew."""
+    if kind == "ours":
+        cfg = encoders.BertConfig(num_layers=2, hidden_size=16, num_heads=2,
+                                  vocab_size=len(VOCAB), max_position=64)
+        path, vocab = encoders.export_random(str(tmp_path / "enc"), cfg, vocab_file), len(VOCAB)
+    else:
+        path, vocab = os.path.join(MODEL_GARDEN, "bert"), 50
+    opened = []
+    real = encoders.open_saved
+    monkeypatch.setattr(encoders, "open_saved", lambda h: opened.append(h) or real(h))
+    inputs = probe(vocab)
+    first = encoders.load(path)
+    again = encoders.load(path, seed=1, name="student")
+    assert len(opened) == 1 and again.name == "student"
+    assert_same(again, path, inputs)
+    for a, b in zip(first.get_weights(), again.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        bf16 = encoders.load(path)
+        assert bf16(inputs, training=False)["sequence_output"].dtype == tf.bfloat16
+        for a, b in zip(first.get_weights(), bf16.get_weights()):
+            np.testing.assert_array_equal(a, b)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert len(opened) == 1
+    if kind == "ours":  # The same path, other weights: restored and checked again.
+        encoders.export_random(path, cfg, vocab_file, seed=7)
+        changed = encoders.load(path)
+        assert len(opened) == 2
+        assert_same(changed, path, inputs)
+        assert not np.allclose(changed.get_weights()[0], first.get_weights()[0])
+
+
 def test_a_checkpoint_of_another_model_is_refused_not_half_restored(tiny_encoder, tmp_path):
     hub_model = keras.Sequential([keras.layers.Dense(3)])
     hub_model.build((None, 2))
