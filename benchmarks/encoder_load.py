@@ -24,11 +24,6 @@ import processes  # noqa: E402
 SIZES = {"L-4 H-256": (4, 256, 4), "L-12 H-512": (12, 512, 8), "L-12 H-768": (12, 768, 12)}
 
 
-def rss_mib() -> float:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
-
-
 def child(path: str, loads: int) -> dict:
     from distill import encoders
 
@@ -36,7 +31,8 @@ def child(path: str, loads: int) -> dict:
     for _ in range(loads):
         t0 = time.perf_counter()
         encoders.load(path)
-        rows.append({"seconds": round(time.perf_counter() - t0, 2), "rss_mib": round(rss_mib())})
+        rows.append({"seconds": round(time.perf_counter() - t0, 2),
+                     "rss_mib": round(processes.rss_kib() / 1024)})
     return {"loads": rows}
 
 

@@ -12,8 +12,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def peak_rss_kib() -> int:
     """This process's peak resident memory (VmHWM: ru_maxrss would carry a forking parent's)."""
+    return _status_kib("VmHWM")
+
+
+def rss_kib() -> int:
+    """This process's resident memory now."""
+    return _status_kib("VmRSS")
+
+
+def _status_kib(field: str) -> int:
     with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
+        return next(int(line.split()[1]) for line in f if line.startswith(field))
 
 
 def run_python(args: list[str]) -> dict:

@@ -313,7 +313,8 @@ def load(handle: str, trainable: bool = True, name: str = "encoder", seed: int |
     """
     key = _files_key(handle) if native else None
     checked = _CHECKED.get(key)
-    model = checked and _from_checkpoint(checked, seed=seed, name=name, recompute=recompute)
+    model = checked and _from_checkpoint(key[0], checked, seed=seed, name=name,
+                                         recompute=recompute)
     if model is not None:
         model.trainable = trainable
         return model
@@ -331,7 +332,7 @@ def load(handle: str, trainable: bool = True, name: str = "encoder", seed: int |
         return layer
     if key is not None:
         _CHECKED.clear()  # One entry: what a sweep or a grid's cells load again and again.
-        _CHECKED[key] = dict(local=key[0], names=model.saved_names, config=model.bert_config,
+        _CHECKED[key] = dict(names=model.saved_names, config=model.bert_config,
                              vocab=model.source_vocab, lower_case=model.lower_case)
     model.trainable = trainable
     return model
@@ -356,22 +357,23 @@ def _files_key(handle: str) -> tuple | None:
                             for st in [os.stat(f)])
 
 
-def _from_checkpoint(checked: dict, seed: int | None, name: str,
+def _from_checkpoint(local: str, checked: dict, seed: int | None, name: str,
                      recompute: bool) -> keras.Model | None:
-    """Our encoder with the weights of a SavedModel already checked (`_CHECKED`), read from
-    its variables by the names they were saved under; None if one of them is not there."""
+    """Our encoder with the weights of the SavedModel in `local`, already checked
+    (`_CHECKED`), read from its variables by the names they were saved under; None if one of
+    them is not there."""
     from tensorflow.core.protobuf import trackable_object_graph_pb2
 
-    reader = tf.train.load_checkpoint(os.path.join(checked["local"], "variables", "variables"))
+    reader = tf.train.load_checkpoint(os.path.join(local, "variables", "variables"))
     graph = trackable_object_graph_pb2.TrackableObjectGraph()
     graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
     keys = {a.full_name: a.checkpoint_key for node in graph.nodes for a in node.attributes}
     if not set(checked["names"]) <= set(keys):
         return None
     saved = {n: reader.get_tensor(keys[n]) for n in checked["names"]}
-    model = _assigned(saved, checked["config"], checked["local"], seed=seed, name=name,
+    model = _assigned(saved, checked["config"], local, seed=seed, name=name,
                       recompute=recompute)
-    model.bert_config, model.saved_names = checked["config"], checked["names"]
+    model.saved_names = checked["names"]
     model.source_vocab, model.lower_case = checked["vocab"], checked["lower_case"]
     return model
 
