@@ -49,20 +49,39 @@ class AdamW(keras.optimizers.AdamW):
     Adam with Keras' epsilon placement, decoupled weight decay first); the slot variables
     are Keras' own, so checkpoints are interchangeable. A sparse gradient (an embedding
     table's) is made dense first: Adam updates every row's moments at every step anyway.
+    The step's scalars (learning rate, bias corrections) are computed once per step, not
+    once per variable: a student has hundreds of variables, and each op costs a trace.
     """
+
+    def apply_gradients(self, grads_and_vars, *args, **kwargs):
+        # This step's scalars, by dtype; set past tracking, so checkpoints never see it.
+        object.__setattr__(self, "_scalars", {})
+        return super().apply_gradients(grads_and_vars, *args, **kwargs)
+
+    def _apply_weight_decay(self, variables):
+        """Done in `update_step`, just before the variable's Adam update, as Keras orders it."""
+
+    def _step_scalars(self, dtype) -> dict:
+        if dtype not in self._scalars:
+            step = tf.cast(self.iterations + 1, dtype)
+            beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
+            self._scalars[dtype] = {
+                "beta1": beta_1, "beta2": beta_2, "beta1_power": tf.pow(beta_1, step),
+                "beta2_power": tf.pow(beta_2, step), "lr": tf.cast(self.learning_rate, dtype),
+                "epsilon": tf.cast(self.epsilon, dtype),
+                "decay": tf.cast(self.weight_decay or 0.0, dtype)}
+        return self._scalars[dtype]
 
     def update_step(self, gradient, variable):
         if isinstance(gradient, tf.IndexedSlices):
             gradient = tf.convert_to_tensor(gradient)
+        scalars = dict(self._step_scalars(variable.dtype))
+        decay = scalars.pop("decay")
+        if self.weight_decay and self._use_weight_decay(variable):
+            variable.assign_sub(variable * decay * scalars["lr"])
         slot = self._index_dict[self._var_key(variable)]
-        dtype = variable.dtype
-        step = tf.cast(self.iterations + 1, dtype)
-        beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
-        tf.raw_ops.ResourceApplyAdam(
-            var=variable.handle, m=self._momentums[slot].handle,
-            v=self._velocities[slot].handle, beta1_power=tf.pow(beta_1, step),
-            beta2_power=tf.pow(beta_2, step), lr=tf.cast(self.learning_rate, dtype),
-            beta1=beta_1, beta2=beta_2, epsilon=tf.cast(self.epsilon, dtype), grad=gradient)
+        tf.raw_ops.ResourceApplyAdam(var=variable.handle, m=self._momentums[slot].handle,
+                                     v=self._velocities[slot].handle, grad=gradient, **scalars)
 
 
 def adamw(schedule: Schedule, total_steps: int) -> keras.optimizers.Optimizer:
@@ -137,7 +156,9 @@ def build_step(model: keras.Model, optimizer, loss_fn: Callable, schedule: Sched
     """One training step on a global batch under the current strategy: (loss, parts).
 
     Each replica's mean loss is weighted by its share of the global batch, so the summed
-    gradient is that of the global batch's mean, however it is split.
+    gradient is that of the global batch's mean, however it is split. Traced without
+    autograph: the step has no Python control flow on tensors, and converting the model's
+    code costs about a second of every fit.
     """
     strategy = tf.distribute.get_strategy()
 
@@ -152,7 +173,8 @@ def build_step(model: keras.Model, optimizer, loss_fn: Callable, schedule: Sched
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return loss, {k: tf.where(size > 0, v, 0.0) * share for k, v in parts.items()}
 
-    compiled = tf.function(replica_step, jit_compile=True) if schedule.jit_compile else replica_step
+    compiled = (tf.function(replica_step, jit_compile=True, autograph=False)
+                if schedule.jit_compile else replica_step)
 
     def numbers_only(batch):
         return compiled(_numbers(batch))
@@ -163,12 +185,13 @@ def build_step(model: keras.Model, optimizer, loss_fn: Callable, schedule: Sched
                 {k: strategy.reduce("SUM", v, axis=None) for k, v in parts.items()})
 
     if tf.distribute.has_strategy():  # Distributed batches: let TensorFlow relax the shapes.
-        return tf.function(step, reduce_retracing=True)
+        return tf.function(step, reduce_retracing=True, autograph=False)
     traced = []
 
     def train_step(batch):
         if not traced:  # One trace for every batch shape (reduce_retracing takes two).
-            traced.append(tf.function(step, input_signature=[_any_shape(batch)]))
+            traced.append(tf.function(step, input_signature=[_any_shape(batch)],
+                                      autograph=False))
         return traced[0](batch)
 
     return train_step

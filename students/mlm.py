@@ -71,7 +71,11 @@ def _seeded_shuffle(seed: tf.Tensor):
 
 class Masker:
     """Raw text batches and a seed -> masked encoder inputs with `masked_lm_{positions,ids,
-    weights}`; the masks depend on the seed alone (`tf.random` stateless ops)."""
+    weights}`; the masks depend on the seed alone (`tf.random` stateless ops).
+
+    One traced function serves every dataset that maps it: tracing tensorflow-text's
+    masking costs seconds, and an MLM stage builds a dataset per epoch and per evaluation.
+    """
 
     def __init__(self, preprocessor, vocab_file: str, seq_length: int, max_predictions: int,
                  selection_rate: float = 0.15):
@@ -79,10 +83,14 @@ class Masker:
         self.preprocessor, self.ids = preprocessor, ids
         self.seq_length, self.max_predictions = seq_length, max_predictions
         self.selection_rate = selection_rate
+        self._masked = tf.function(self._mask, input_signature=[
+            tf.TensorSpec([None], tf.string), tf.TensorSpec([2], tf.int64)])
 
     def __call__(self, texts: tf.Tensor, seed) -> dict:
         """Args: texts, a batch of strings; seed, two integers (e.g. epoch seed, batch)."""
-        seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
+        return self._masked(texts, tf.cast(seed, tf.int64))
+
+    def _mask(self, texts: tf.Tensor, seed: tf.Tensor) -> dict:
         selector = tf_text.RandomItemSelector(
             max_selections_per_batch=self.max_predictions, selection_rate=self.selection_rate,
             unselectable_ids=[self.ids["[CLS]"], self.ids["[SEP]"], self.ids["[PAD]"]],

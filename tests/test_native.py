@@ -157,6 +157,7 @@ def test_a_checked_encoder_loads_again_from_its_checkpoint_until_its_files_chang
         path, vocab = encoders.export_random(str(tmp_path / "enc"), cfg, vocab_file), len(VOCAB)
     else:
         path, vocab = os.path.join(MODEL_GARDEN, "bert"), 50
+    monkeypatch.setattr(encoders, "_CHECKED", {})  # Whatever this process loaded before.
     opened = []
     real = encoders.open_saved
     monkeypatch.setattr(encoders, "open_saved", lambda h: opened.append(h) or real(h))
