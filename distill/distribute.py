@@ -45,6 +45,11 @@ def _split_cpu(cfg) -> None:
     _cache["cpu_devices"] = count
 
 
+def accelerated() -> bool:
+    """Whether TensorFlow sees a GPU or a TPU here."""
+    return bool(tf.config.list_physical_devices("GPU") or tf.config.list_physical_devices("TPU"))
+
+
 def bf16_rewrite(on: bool) -> None:
     """Turns oneDNN's automatic bfloat16 graph rewrite on or off. It applies to functions
     traced or loaded while it is on."""
@@ -69,8 +74,17 @@ def bf16_rewrite_for(model: keras.Model):
     """
     import tensorflow_hub as hub
 
+    with bf16_rewrite_as(rewrite_on() and any(isinstance(m, hub.KerasLayer)
+                                              for m in model.submodules)):
+        yield
+
+
+@contextlib.contextmanager
+def bf16_rewrite_as(on: bool):
+    """oneDNN's bfloat16 rewrite on or off for what is traced, loaded or first run inside;
+    restored after."""
     was = rewrite_on()
-    bf16_rewrite(was and any(isinstance(m, hub.KerasLayer) for m in model.submodules))
+    bf16_rewrite(on)
     try:
         yield
     finally:

@@ -29,7 +29,7 @@ import tensorflow as tf
 import tf_keras as keras
 import tensorflow_hub as hub
 
-from distill import handles, rundir, weights
+from distill import distribute, handles, rundir, weights
 from distill.errors import UserError
 
 INPUT_NAMES = ("input_word_ids", "input_mask", "input_type_ids")
@@ -110,10 +110,17 @@ class CheckpointedDropout(keras.layers.Layer):
 
 
 class Embeddings(keras.layers.Layer):
-    """Word + position + token-type embeddings, then LayerNorm and dropout."""
+    """Word + position + token-type embeddings, then LayerNorm and dropout.
+
+    The tables are read whole (a free alias of the variable) and their rows gathered from
+    that: a gather from the variable itself (ResourceGather) switches it to copy-on-read, so
+    that every later read and update of the table copies it first (a quarter of an L-4 H-256
+    student's step on a CPU, benchmarks/RESULTS.md). Rows are summed in float32, then cast
+    to the compute dtype once (`autocast=False`: no cast of whole tables).
+    """
 
     def __init__(self, cfg: BertConfig, seed: int | None = None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(autocast=False, **kwargs)
         self.cfg = cfg
         self.norm = _layer_norm("layer_norm", self.dtype_policy)
         self.dropout = _dropout(cfg.dropout, seed, self.dtype_policy)
@@ -130,10 +137,10 @@ class Embeddings(keras.layers.Layer):
 
     def call(self, word_ids, type_ids, training=None):
         seq_len = tf.shape(word_ids)[1]
-        x = tf.gather(self.word_embeddings, word_ids)
-        x += tf.gather(self.type_embeddings, type_ids)
-        x += self.position_embeddings[tf.newaxis, :seq_len]
-        return self.dropout(self.norm(x), training=training)
+        x = tf.gather(tf.convert_to_tensor(self.word_embeddings), word_ids)
+        x += tf.gather(tf.convert_to_tensor(self.type_embeddings), type_ids)
+        x += tf.convert_to_tensor(self.position_embeddings)[tf.newaxis, :seq_len]
+        return self.dropout(self.norm(tf.cast(x, self.compute_dtype)), training=training)
 
 
 class TransformerLayer(keras.layers.Layer):
@@ -318,18 +325,19 @@ def load(handle: str, trainable: bool = True, name: str = "encoder", seed: int |
     if model is not None:
         model.trainable = trainable
         return model
-    loaded, loadable = open_saved(handle)
-    layer = hub.KerasLayer(loaded, trainable=trainable, name=name)
-    _check_signature(layer, handle)
-    if not native:
-        if recompute:
-            say_hub(handle, "native_encoder: false", recompute)
-        return layer
-    try:
-        model = native_from(loaded, loadable, seed=seed, name=name, recompute=recompute)
-    except weights.Unmapped as e:
-        say_hub(handle, str(e), recompute)
-        return layer
+    with distribute.bf16_rewrite_as(False):  # The SavedModel's own float32 outputs.
+        loaded, loadable = open_saved(handle)
+        layer = hub.KerasLayer(loaded, trainable=trainable, name=name)
+        _check_signature(layer, handle)
+        if not native:
+            if recompute:
+                say_hub(handle, "native_encoder: false", recompute)
+            return layer
+        try:
+            model = native_from(loaded, loadable, seed=seed, name=name, recompute=recompute)
+        except weights.Unmapped as e:
+            say_hub(handle, str(e), recompute)
+            return layer
     if key is not None:
         _CHECKED.clear()  # One entry: what a sweep or a grid's cells load again and again.
         _CHECKED[key] = dict(names=model.saved_names, config=model.bert_config,
@@ -416,7 +424,8 @@ def native_from(loaded, loadable: str, seed: int | None = None, name: str = "enc
     model = _assigned(saved, None, loadable, seed=seed, dtype="float32", name=name,
                       with_mlm=with_mlm, recompute=recompute)
     cfg = model.bert_config
-    gap = _gap(loaded, model, cfg, with_mlm)
+    with distribute.bf16_rewrite_as(False):  # Under `precision: bfloat16` too: both in float32.
+        gap = _gap(loaded, model, cfg, with_mlm)
     if not gap <= 1e-4:
         raise weights.Unmapped(f"its outputs differ from the SavedModel's by {gap:.2g}")
     if keras.mixed_precision.global_policy().name != "float32":

@@ -26,7 +26,8 @@ def train_on_labels(model: keras.Model, task: tasks_lib.Task, source: data.Sourc
         return training.batches(source.get_tfdata(), packer, schedule.batch_size,
                                 shuffle_seed=training.epoch_seed(seed, epoch),
                                 sort_window=schedule.sort_window,
-                                buffer=max(1, source.total_examples))
+                                buffer=max(1, source.total_examples),
+                                multiple=text.pad_multiple(schedule.jit_compile))
 
     def loss_fn(logits, batch):
         loss = tf.reduce_mean(losses.hard(tf.cast(logits, tf.float32), batch["label"],

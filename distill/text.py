@@ -14,18 +14,27 @@ from __future__ import annotations
 
 import hashlib
 import os
+from typing import Callable
 
 import distill  # noqa: F401  (selects tf-keras before TensorFlow loads)
 import tensorflow as tf
 import tensorflow_hub as hub
 import tensorflow_text as tf_text
 
-from distill import handles, rundir
+from distill import distribute, handles, rundir
 from distill.config import SEQ_LENGTH, check_seq_length
 from distill.errors import UserError
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-PAD_MULTIPLE = 8  # Batches pad to a multiple of 8 word pieces: few distinct shapes.
+PACKED = ("input_word_ids", "input_mask", "input_type_ids")  # What a Packer adds to a batch.
+PAD_MULTIPLE = 8  # Where shapes are compiled: few distinct ones (`pad_multiple`).
+
+
+def pad_multiple(jit_compile: bool) -> int:
+    """What a batch's width is rounded up to: `PAD_MULTIPLE` where each shape is compiled
+    (XLA) or runs on an accelerator; 1 on a CPU, where a new shape costs little and padding
+    costs every step (benchmarks/RESULTS.md)."""
+    return PAD_MULTIPLE if jit_compile or distribute.accelerated() else 1
 
 
 def pack_segments(segments, seq_length, cls_id, sep_id, pad_id=0):
@@ -65,7 +74,14 @@ class _PackInputs(tf.Module):
 
 
 class WordPiecePreprocessor(tf.Module):
-    """A WordPiece vocab with the TF Hub preprocessor API (tensorflow-text's BertTokenizer)."""
+    """A WordPiece vocab with the TF Hub preprocessor API.
+
+    tensorflow-text's FastBertTokenizer (normalization, splitting and WordPiece in one
+    linear-time pass) gives the word pieces of its BertTokenizer, ids for ids (checked on
+    every text of ../shared/data, tests/test_text.py), 4x faster; training tokenizes every
+    epoch beside the training step. A piece without the `##` prefix starts a word, which
+    gives back the API's [batch, words, pieces].
+    """
 
     def __init__(self, vocab_file: str, lower_case: bool = True,
                  seq_length: int = SEQ_LENGTH):
@@ -73,18 +89,22 @@ class WordPiecePreprocessor(tf.Module):
         vocab = read_vocab(vocab_file)
         self.vocab_file = tf.saved_model.Asset(vocab_file)
         self.do_lower_case = tf.Variable(lower_case, trainable=False)
-        init = tf.lookup.TextFileInitializer(self.vocab_file, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
-                                             tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER)
-        self._table = tf.lookup.StaticHashTable(init, default_value=vocab.index("[UNK]"))
-        self._tokenizer = tf_text.BertTokenizer(self._table, token_out_type=tf.int64,
-                                                lower_case=lower_case, unknown_token="[UNK]")
+        self._tokenizer = tf_text.FastBertTokenizer(
+            vocab, token_out_type=tf.int64, unknown_token="[UNK]",
+            lower_case_nfd_strip_accents=lower_case)
+        self._continues = tf.constant([t.startswith("##") for t in vocab])
         self.bert_pack_inputs = _PackInputs(vocab.index("[CLS]"), vocab.index("[SEP]"),
                                             vocab.index("[PAD]"), seq_length)
         self._seq_length = seq_length
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
     def tokenize(self, text):
-        return tf.cast(self._tokenizer.tokenize(text), tf.int32)
+        pieces = tf.cast(self._tokenizer.tokenize(text), tf.int32)  # [batch, (pieces)]
+        starts = tf.logical_not(tf.gather(self._continues, pieces.flat_values))
+        words = tf.RaggedTensor.from_row_starts(pieces.flat_values,
+                                                tf.where(starts)[:, 0])  # [all words, (pieces)]
+        per_example = tf.reduce_sum(tf.cast(pieces.with_flat_values(starts), tf.int64), axis=1)
+        return tf.RaggedTensor.from_row_lengths(words, per_example)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
     def __call__(self, text):
@@ -196,24 +216,31 @@ class Packer:
         segments = [self.preprocessor.tokenize(features[f]) for f in fields]
         packed = self.preprocessor.bert_pack_inputs(
             segments, seq_length=tf.constant(self.seq_length, tf.int32))
-        longest = tf.reduce_max(tf.reduce_sum(packed["input_mask"], axis=1))
-        longest = (self.seq_length if full_length else
-                   tf.minimum(self.seq_length, -(-longest // multiple) * multiple))
         out = {k: v for k, v in features.items() if k not in ("text_a", "text_b")}
-        out.update({k: tf.cast(v[:, :longest], tf.int32) for k, v in packed.items()})
-        return out
+        out.update({k: tf.cast(v, tf.int32) for k, v in packed.items()})
+        return out if full_length else cut_to_longest(out, multiple)
 
 
-def sorted_by_length(window: dict) -> dict:
-    """A window of examples reordered by text length (bytes: a cheap proxy for word pieces),
-    with `position`, each example's place in the window, so an order can be restored.
+def cut_to_longest(batch: dict, multiple: int = 1) -> dict:
+    """A packed batch cut after its longest example, rounded up to `multiple`."""
+    longest = tf.reduce_max(tf.reduce_sum(batch["input_mask"], axis=1))
+    width = tf.minimum(tf.shape(batch["input_mask"])[1], -(-longest // multiple) * multiple)
+    return {k: v[:, :width] if k in PACKED else v for k, v in batch.items()}
 
-    Training and labeling both batch from such windows: a batch of about equally long
-    examples pads to little more than its own length.
+
+def sorted_by_length(window: dict, packer: Callable[[dict], dict]) -> dict:
+    """A window of examples packed by `packer` (a `Packer`, its options set) and reordered
+    by their word pieces (stably), with `position`, each example's place in the window, so
+    that an order can be restored. Raw text passes through.
+
+    Training and labeling both batch from such windows (`cut_to_longest` then cuts each batch): a
+    batch of equally long examples pads to its own length. Sorting by word pieces rather
+    than by bytes pads 0.87 of an SST-2 window's positions with real word pieces, not 0.61
+    (benchmarks/RESULTS.md).
     """
-    length = tf.strings.length(window["text_a"]) + tf.strings.length(window["text_b"])
-    order = tf.argsort(length, stable=True)
-    return {"position": order, **{k: tf.gather(v, order) for k, v in window.items()}}
+    packed = {**window, **packer(window)}
+    order = tf.argsort(tf.reduce_sum(packed["input_mask"], axis=1), stable=True)
+    return {"position": order, **{k: tf.gather(v, order) for k, v in packed.items()}}
 
 
 def packer(side, pair: bool) -> Packer:

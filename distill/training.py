@@ -68,8 +68,10 @@ class AdamW(keras.optimizers.AdamW):
             self._scalars[dtype] = {
                 "beta1": beta_1, "beta2": beta_2, "beta1_power": tf.pow(beta_1, step),
                 "beta2_power": tf.pow(beta_2, step), "lr": tf.cast(self.learning_rate, dtype),
-                "epsilon": tf.cast(self.epsilon, dtype),
-                "decay": tf.cast(self.weight_decay or 0.0, dtype)}
+                "epsilon": tf.cast(self.epsilon, dtype)}
+            # One scalar, so that the decay is one multiplication of each tensor, not two.
+            self._scalars[dtype]["decay"] = self._scalars[dtype]["lr"] * tf.cast(
+                self.weight_decay or 0.0, dtype)
         return self._scalars[dtype]
 
     def update_step(self, gradient, variable):
@@ -78,7 +80,7 @@ class AdamW(keras.optimizers.AdamW):
         scalars = dict(self._step_scalars(variable.dtype))
         decay = scalars.pop("decay")
         if self.weight_decay and self._use_weight_decay(variable):
-            variable.assign_sub(variable * decay * scalars["lr"])
+            variable.assign_sub(variable * decay)
         slot = self._index_dict[self._var_key(variable)]
         tf.raw_ops.ResourceApplyAdam(var=variable.handle, m=self._momentums[slot].handle,
                                      v=self._velocities[slot].handle, grad=gradient, **scalars)
@@ -106,11 +108,12 @@ SHUFFLE_BUFFER = 10_000  # Examples held by each shuffle (training and MLM).
 
 def batches(dataset: tf.data.Dataset, packer: text_lib.Packer, batch_size: int,
             shuffle_seed: int | None = None, sort_window: int = 1,
-            buffer: int = SHUFFLE_BUFFER) -> tf.data.Dataset:
-    """Examples -> shuffled (if seeded), batched, tokenized batches, padded per batch.
+            buffer: int = SHUFFLE_BUFFER, multiple: int = 1) -> tf.data.Dataset:
+    """Examples -> shuffled (if seeded), batched, tokenized batches, padded per batch to
+    their longest, rounded up to `multiple` (`text.pad_multiple`).
 
     With `sort_window` > 1, shuffled batches come from windows of that many
-    batches sorted by length (`text.sorted_by_length`), in shuffled order: a batch
+    batches sorted by word pieces (`text.sorted_by_length`), in shuffled order: a batch
     then pads to little more than its own examples' length instead of the longest
     of a random draw. The number of batches stays ceil(examples / batch_size), and
     the order depends only on the seed, so a resumed run skips exactly the batches
@@ -118,28 +121,27 @@ def batches(dataset: tf.data.Dataset, packer: text_lib.Packer, batch_size: int,
     (`distill/mixing.py`) needs no more than the default; the whole set is one full
     permutation.
     """
-    dataset = raw_batches(dataset, batch_size, shuffle_seed, sort_window, buffer)
     full = isinstance(tf.distribute.get_strategy(), tf.distribute.TPUStrategy)  # Fixed shapes.
-    encode = functools.partial(packer, full_length=full, multiple=text_lib.PAD_MULTIPLE)
-    dataset = dataset.map(encode, num_parallel_calls=tf.data.AUTOTUNE)
-    return dataset.prefetch(tf.data.AUTOTUNE)
-
-
-def raw_batches(dataset: tf.data.Dataset, batch_size: int, shuffle_seed: int | None = None,
-                sort_window: int = 1, buffer: int = SHUFFLE_BUFFER) -> tf.data.Dataset:
-    """`batches` before tokenization: batches of raw examples, in the training order."""
+    encode = functools.partial(packer, full_length=full, multiple=multiple)
     if shuffle_seed is not None:
         dataset = dataset.shuffle(buffer, seed=shuffle_seed, reshuffle_each_iteration=False)
     if shuffle_seed is None or sort_window <= 1:
-        return dataset.batch(batch_size)
+        dataset = dataset.batch(batch_size).map(encode, num_parallel_calls=tf.data.AUTOTUNE)
+        return dataset.prefetch(tf.data.AUTOTUNE)
 
     def by_length(window):
-        ordered = text_lib.sorted_by_length(window)
+        ordered = text_lib.sorted_by_length(window, encode)
         del ordered["position"]
         return ordered
 
-    return (dataset.batch(batch_size * sort_window).map(by_length).unbatch().batch(batch_size)
-            .shuffle(sort_window, seed=shuffle_seed, reshuffle_each_iteration=False))
+    def cut(batch):
+        return batch if full else text_lib.cut_to_longest(batch, multiple)
+
+    dataset = (dataset.batch(batch_size * sort_window)
+               .map(by_length, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+               .batch(batch_size).map(cut)
+               .shuffle(sort_window, seed=shuffle_seed, reshuffle_each_iteration=False))
+    return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def _numbers(batch: dict) -> dict:
@@ -317,6 +319,8 @@ def _fit(model: keras.Model, make_dataset: Callable[[int], tf.data.Dataset],
     per_epoch = steps_per_epoch(examples, schedule.batch_size)
     total = max(1, int(round(schedule.epochs * per_epoch)))
     optimizer = adamw(schedule, total)
+    # Its slots now, not in the first step: a function that makes variables is traced twice.
+    optimizer.build(model.trainable_variables)
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
     checkpoints = os.path.join(workdir, "checkpoints")

