@@ -31,8 +31,7 @@ import tensorflow_hub as hub
 
 from distill import distribute, handles, rundir, weights
 from distill.errors import UserError
-
-INPUT_NAMES = ("input_word_ids", "input_mask", "input_type_ids")
+from distill.text import INPUT_NAMES  # A preprocessor's outputs are the encoder's inputs.
 INIT_STDDEV = 0.02  # BERT's truncated-normal initializer (Devlin et al. 2019, its code).
 
 
@@ -325,19 +324,18 @@ def load(handle: str, trainable: bool = True, name: str = "encoder", seed: int |
     if model is not None:
         model.trainable = trainable
         return model
-    with distribute.bf16_rewrite_as(False):  # The SavedModel's own float32 outputs.
-        loaded, loadable = open_saved(handle)
-        layer = hub.KerasLayer(loaded, trainable=trainable, name=name)
-        _check_signature(layer, handle)
-        if not native:
-            if recompute:
-                say_hub(handle, "native_encoder: false", recompute)
-            return layer
-        try:
-            model = native_from(loaded, loadable, seed=seed, name=name, recompute=recompute)
-        except weights.Unmapped as e:
-            say_hub(handle, str(e), recompute)
-            return layer
+    loaded, loadable = open_saved(handle)
+    layer = hub.KerasLayer(loaded, trainable=trainable, name=name)
+    _check_signature(layer, handle)
+    if not native:
+        if recompute:
+            say_hub(handle, "native_encoder: false", recompute)
+        return layer
+    try:
+        model = native_from(loaded, loadable, seed=seed, name=name, recompute=recompute)
+    except weights.Unmapped as e:
+        say_hub(handle, str(e), recompute)
+        return layer
     if key is not None:
         _CHECKED.clear()  # One entry: what a sweep or a grid's cells load again and again.
         _CHECKED[key] = dict(names=model.saved_names, config=model.bert_config,

@@ -97,9 +97,8 @@ def load(path: str):
     return fn, meta
 
 
-def predict(fn, dataset) -> dict[str, np.ndarray]:
-    """Runs `fn` over batches of encoded inputs (a dataset or a list of batches); returns ids,
-    labels and logits in order."""
+def predict(fn, dataset: tf.data.Dataset) -> dict[str, np.ndarray]:
+    """Runs `fn` over batches of encoded inputs; returns ids, labels and logits in order."""
     ids, labels, logits = [], [], []
     for batch in dataset:
         logits.append(fn({n: batch[n] for n in encoders.INPUT_NAMES}).numpy())

@@ -26,7 +26,8 @@ from distill.config import SEQ_LENGTH, check_seq_length
 from distill.errors import UserError
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-PACKED = ("input_word_ids", "input_mask", "input_type_ids")  # What a Packer adds to a batch.
+# What a Packer adds to a batch: the TF Hub encoder API's inputs (`encoders.INPUT_NAMES`).
+INPUT_NAMES = ("input_word_ids", "input_mask", "input_type_ids")
 PAD_MULTIPLE = 8  # Where shapes are compiled: few distinct ones (`pad_multiple`).
 
 
@@ -225,7 +226,7 @@ def cut_to_longest(batch: dict, multiple: int = 1) -> dict:
     """A packed batch cut after its longest example, rounded up to `multiple`."""
     longest = tf.reduce_max(tf.reduce_sum(batch["input_mask"], axis=1))
     width = tf.minimum(tf.shape(batch["input_mask"])[1], -(-longest // multiple) * multiple)
-    return {k: v[:, :width] if k in PACKED else v for k, v in batch.items()}
+    return {k: v[:, :width] if k in INPUT_NAMES else v for k, v in batch.items()}
 
 
 def sorted_by_length(window: dict, packer: Callable[[dict], dict]) -> dict:

@@ -56,11 +56,10 @@ def epoch_scorer(cfg: config_lib.Config, task: tasks_lib.Task, model: keras.Mode
     split = data.HELDOUT if cfg.data.heldout_fraction > 0 else task.dev_splits[0].name
     source = data.labeled(cfg.data, task, split)
     packer = text.packer(cfg.student, task.is_pair)
-    batches = []  # The split encoded once, on the first call, for every epoch's score.
+    # Encoded on the first epoch's pass, read from memory on the later ones.
+    batches = training.batches(source.get_tfdata(), packer, cfg.eval_batch_size).cache()
 
     def score() -> dict:
-        if not batches:
-            batches.extend(training.batches(source.get_tfdata(), packer, cfg.eval_batch_size))
         out = models.predict(lambda x: model(x, training=False), batches)
         return {"split": split, "score": metrics.compute(task, out["label"], out["logits"])["score"]}
 
