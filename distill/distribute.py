@@ -91,6 +91,19 @@ def bf16_rewrite_as(on: bool):
         bf16_rewrite(was)
 
 
+@contextlib.contextmanager
+def in_float32():
+    """Everything built, traced or loaded inside computes in float32 (Keras policy and oneDNN
+    rewrite), whatever the run's precision: for comparing our models with SavedModels."""
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        with bf16_rewrite_as(False):
+            yield
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+
+
 def set_precision(precision: str) -> None:
     """bfloat16 on CPUs: Keras' `mixed_bfloat16` policy for the encoders this project builds
     (matmuls and elementwise ops in bfloat16; variables, softmax, logits and losses in

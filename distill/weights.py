@@ -20,6 +20,7 @@ layers/transformer_encoder_block.py (`self_attention`, `self_attention_layer_nor
 """
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import re
 
@@ -128,7 +129,24 @@ def assign(variables: dict, tensors: dict, layout: str, num_layers: int, with_ml
         if tuple(value.shape) != shape:
             raise UserError(f"{source}: tensor {name!r} has shape {tuple(np.shape(tensors[name]))}; "
                             f"expected {shape} for {row.ours}.")
-        target.assign(value.astype(np.float32))
+        target.assign(value.astype(target.dtype.as_numpy_dtype))
+
+
+class Lazy(collections.abc.Mapping):
+    """{name: array} whose arrays are read only when looked up (`read(sources[name])`): a
+    model's weights are then copied in one tensor at a time, never all at once."""
+
+    def __init__(self, sources: dict, read):
+        self._sources, self._read = sources, read
+
+    def __getitem__(self, name: str):
+        return self._read(self._sources[name])
+
+    def __iter__(self):
+        return iter(self._sources)
+
+    def __len__(self) -> int:
+        return len(self._sources)
 
 
 class Unmapped(Exception):

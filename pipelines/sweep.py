@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import json
 import os
 import time
 
@@ -142,6 +143,12 @@ class DistillTuner(keras_tuner.Tuner):
     def run_trial(self, trial, *args, **kwargs):
         cfg = trial_config(self.base, trial.hyperparameters.values, self.shared)
         run_dir = rundir.trial(self.output, trial.trial_id)
+        finished = rundir.RunDir(run_dir).trial
+        if os.path.isfile(finished):  # Done before a kill that came before the oracle noted it.
+            with open(finished) as f:
+                result = json.load(f)
+            if result["values"] == trial.hyperparameters.values:
+                return {"score": result["heldout"]["score"]}
         t0 = time.time()
         train_student(cfg, run_dir)
         heldout = evaluate.score(cfg, run_dir, "student", data.HELDOUT)
