@@ -277,9 +277,9 @@ def random_classifier(encoder_path, path, native=True, written_before=False):
 def test_a_classifier_loads_natively_and_computes_what_its_signature_computes(kind, tiny_encoder,
                                                                                tmp_path, capsys):
     """Teachers and labeling load classifiers as our Keras model: one exported from our encoder
-    (its sizes in classifier.json), one built over a Model Garden SavedModel through
-    hub.KerasLayer and one over converted MiniLM weights (sizes from the weights and graph),
-    and one of ours written before classifier.json had its sizes (the encoder's config)."""
+    and one over converted MiniLM weights (their sizes in classifier.json), one built over a
+    Model Garden SavedModel through hub.KerasLayer (sizes from its weights and graph), and one
+    of ours written before classifier.json had its sizes (its encoder's config)."""
     from distill import models
 
     if kind.startswith("native"):
