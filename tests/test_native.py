@@ -360,3 +360,24 @@ def test_a_classifier_under_bfloat16_keeps_its_weights_in_bfloat16(tiny_encoder,
     assert got.dtype == tf.float32
     np.testing.assert_allclose(got, want, atol=0.05 * np.abs(want).max())
     assert not np.array_equal(got, want)  # It did compute in bf16.
+
+
+def test_a_classifier_trained_in_bfloat16_loads_natively(tiny_encoder, tmp_path, capsys):
+    """Exported under `precision: bfloat16`, its serving graph computes in bf16: ours (float32)
+    is checked against it at bf16's precision, not float32's (each such teacher and student
+    once ran its signature instead, found on real SST-2)."""
+    from distill import models
+
+    distribute.set_precision("bfloat16")
+    try:
+        path = random_classifier(tiny_encoder, tmp_path / "classifier")
+    finally:
+        distribute.set_precision("float32")
+    assert models.metadata(path)["compute_dtype"] == "bfloat16"
+    capsys.readouterr()
+    fn, _ = models.load(path)
+    assert capsys.readouterr().out == "" and isinstance(fn.model, keras.Model)
+    inputs = probe(len(VOCAB))
+    want = models.signature(path)(inputs).numpy()
+    gap = np.abs(fn(inputs).numpy() - want).max()
+    assert 0 < gap <= 2e-2 * np.abs(want).max()
