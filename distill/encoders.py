@@ -500,9 +500,8 @@ def assigned(saved: dict, cfg: BertConfig | None, loadable: str, with_mlm: bool 
     Raises:
       weights.Unmapped: if the weights do not map.
     """
-    cfg = cfg or saved_config(saved, loadable)
-    layout, names = weights.saved_layout(list(saved))
-    tensors = weights.Lazy(names, saved.__getitem__)
+    layout, tensors = _ours(saved)
+    cfg = cfg or _native_config(tensors, layout, loadable)
     model = build(cfg, with_mlm=with_mlm, **build_args)
     try:
         weights.assign(variables_by_name(model, with_mlm), tensors, layout, cfg.num_layers,
@@ -520,8 +519,14 @@ def saved_config(saved: dict, loadable: str) -> BertConfig:
     Raises:
       weights.Unmapped: if the weights do not tell them.
     """
+    layout, tensors = _ours(saved)
+    return _native_config(tensors, layout, loadable)
+
+
+def _ours(saved: dict) -> tuple[str, weights.Lazy]:
+    """The layout of the weights `saved` ({saved name: value}) and them by our names."""
     layout, names = weights.saved_layout(list(saved))
-    return _native_config(weights.Lazy(names, saved.__getitem__), layout, loadable)
+    return layout, weights.Lazy(names, saved.__getitem__)
 
 
 def _gap(loaded, model: keras.Model, cfg: BertConfig, with_mlm: bool) -> float:

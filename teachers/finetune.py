@@ -41,7 +41,9 @@ def run(cfg: config_lib.Config, run_dir: str) -> dict:
                   f"({imported['name']}); no teacher to fine-tune")
             return {"imported": imported["imported"], "name": imported["name"]}
         if cfg.teacher.finetuned:
-            _, meta = models.load(cfg.teacher.finetuned)  # Fails early if it is no classifier.
+            # Fails early if it is no classifier; its signature is enough for that (labeling
+            # rebuilds it natively when it runs).
+            _, meta = models.load(cfg.teacher.finetuned, native=False)
             print(f"[teacher] using the fine-tuned teacher {cfg.teacher.finetuned}")
             return {"supplied": cfg.teacher.finetuned, **meta}
         if cfg.teacher.restarts > 1:
