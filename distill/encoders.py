@@ -102,11 +102,26 @@ def save(obj, path: str, **kwargs) -> None:
         _portable = False
 
 
+@tf.custom_gradient
+def gelu_trained(x):
+    """`gelu` whose backward pass keeps only its input and computes its derivative,
+    Phi(x) + x * phi(x), again in float32: autodiff of `gelu` keeps three tensors of the
+    intermediate layer's size for each block (420 MiB of an L-12 H-512 student's peak)."""
+    def grad(dy):
+        x32 = tf.cast(x, tf.float32)
+        cdf = (tf.math.erf(x32 * 0.7071067811865476) + 1.0) * 0.5
+        pdf = tf.exp(-0.5 * tf.square(x32)) * 0.3989422804014327  # 1 / sqrt(2 pi)
+        return dy * tf.cast(cdf + x32 * pdf, dy.dtype)
+
+    return gelu(x), grad
+
+
 _ACTIVATIONS = {
     "gelu": gelu,
     "gelu_approximate": lambda x: tf.nn.gelu(x, approximate=True),
     "relu": tf.nn.relu,
 }
+_TRAINED = {"gelu": gelu_trained}  # Where training has its own form of an activation.
 
 
 class LayerNorm(keras.layers.Layer):
@@ -122,8 +137,11 @@ class LayerNorm(keras.layers.Layer):
 
     def build(self, input_shape):
         size = input_shape[-1]
-        self.gamma = self.add_weight("gamma", [size], initializer="ones")
-        self.beta = self.add_weight("beta", [size], initializer="zeros")
+        # Not autocast: read whole in float32 (a layer's policy would round them to bf16).
+        self.gamma = self.add_weight("gamma", [size], initializer="ones",
+                                     experimental_autocast=False)
+        self.beta = self.add_weight("beta", [size], initializer="zeros",
+                                    experimental_autocast=False)
         super().build(input_shape)
 
     def call(self, x):
@@ -164,7 +182,8 @@ class Embeddings(keras.layers.Layer):
     that: a gather from the variable itself (ResourceGather) switches it to copy-on-read, so
     that every later read and update of the table copies it first (a quarter of an L-4 H-256
     student's step on a CPU, benchmarks/RESULTS.md). Rows are summed in float32, then cast
-    to the compute dtype once (`autocast=False`: no cast of whole tables).
+    to the compute dtype once: the tables are not autocast (a mixed policy would cast each
+    whole table at every step, 3% of a bf16 L-4 H-256 student's step).
     """
 
     def __init__(self, cfg: BertConfig, seed: int | None = None, **kwargs):
@@ -176,7 +195,8 @@ class Embeddings(keras.layers.Layer):
     def build(self, input_shape):
         def table(name, rows):
             init = keras.initializers.TruncatedNormal(stddev=self.cfg.initializer_range)
-            return self.add_weight(name, [rows, self.cfg.hidden_size], initializer=init)
+            return self.add_weight(name, [rows, self.cfg.hidden_size], initializer=init,
+                                   experimental_autocast=False)
 
         self.word_embeddings = table("word_embeddings", self.cfg.vocab_size)
         self.position_embeddings = table("position_embeddings", self.cfg.max_position)
@@ -210,8 +230,10 @@ class TransformerLayer(keras.layers.Layer):
                                             for n in ("query", "key", "value"))
         self.attention_output = _dense(h, "attention_output", cfg, dtype=policy)
         self.attention_norm = _layer_norm("attention_layer_norm", policy)
-        self.intermediate = _dense(cfg.intermediate, "intermediate", cfg,
-                                   activation=_ACTIVATIONS[cfg.activation], dtype=policy)
+        # Its activation is applied in `call`: training uses `gelu_trained` for GELU.
+        self.intermediate = _dense(cfg.intermediate, "intermediate", cfg, dtype=policy)
+        self.activation = _ACTIVATIONS[cfg.activation]
+        self.trained_activation = _TRAINED.get(cfg.activation, self.activation)
         self.output_dense = _dense(h, "output", cfg, dtype=policy)
         self.output_norm = _layer_norm("output_layer_norm", policy)
         self.dropout = _dropout(cfg.dropout, seed, policy)
@@ -238,7 +260,8 @@ class TransformerLayer(keras.layers.Layer):
             context = tf.einsum("bhts,bshd->bthd", drop(tf.cast(probs, q.dtype), 0), v)
             context = tf.reshape(context, tf.shape(tokens))
             tokens = self.attention_norm(tokens + drop(self.attention_output(context), 1))
-            y = self.output_dense(self.intermediate(tokens))
+            act = self.trained_activation if training else self.activation
+            y = self.output_dense(act(self.intermediate(tokens)))
             return tf.reshape(self.output_norm(tokens + drop(y, 2)), shape)
 
         return tf.recompute_grad(block)(x) if training and self.recompute else block(x)
@@ -262,7 +285,8 @@ class MaskedLMHead(keras.layers.Layer):
     def call(self, sequence_output, positions):
         x = tf.gather(sequence_output, positions, batch_dims=1)
         x = self.norm(self.transform(x))
-        return tf.matmul(x, self.embeddings.word_embeddings, transpose_b=True) + self.output_bias
+        table = tf.cast(self.embeddings.word_embeddings, x.dtype)  # Not autocast (`Embeddings`).
+        return tf.matmul(x, table, transpose_b=True) + self.output_bias
 
 
 def _mask_bias(input_mask):

@@ -153,6 +153,46 @@ def test_bfloat16_precision_computes_in_bfloat16_with_float32_variables(tiny_enc
         distribute.set_precision("float32")
 
 
+def test_under_bfloat16_no_table_or_layer_norm_weight_is_cast_whole():
+    """The embedding tables and the layer norms' gamma and beta are read in float32: a
+    training step casts no whole table to bfloat16 (rows are gathered, then cast) and no
+    layer-norm weight at all (they were rounded to bfloat16 once, and every table cast at
+    every step)."""
+    cfg = encoders.BertConfig(2, 32, 2, 211, max_position=40)
+    distribute.set_precision("bfloat16")
+    try:
+        model = encoders.build(cfg)
+        spec = {n: tf.TensorSpec([None, None], tf.int32) for n in encoders.INPUT_NAMES}
+        graph = tf.function(lambda b: model(b, training=True)).get_concrete_function(spec).graph
+    finally:
+        distribute.set_precision("float32")
+    casts = [op for op in graph.get_operations() if op.type == "Cast"]
+    assert casts  # The dense layers' kernels are cast: the check sees casts at all.
+    tables = {(211, 32), (40, 32), (cfg.type_vocab_size, 32)}
+    assert not [op.name for op in casts if tuple(op.outputs[0].shape) in tables]
+    assert not [op.name for op in casts if "layer_norm" in op.name
+                and op.inputs[0].op.type == "ReadVariableOp"]
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.bfloat16])
+def test_gelu_for_training_has_the_gradient_and_value_of_gelu(dtype):
+    x = tf.cast(tf.random.stateless_normal([4096], seed=[1, 2]) * 3.0, dtype)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        ours = encoders.gelu_trained(x)
+    autodiff = encoders.gelu(x)
+    np.testing.assert_array_equal(ours, autodiff)
+    x32 = tf.cast(x, tf.float32)
+    with tf.GradientTape() as tape32:
+        tape32.watch(x32)
+        exact = encoders.gelu(x32)
+    want = tape32.gradient(exact, x32)
+    got = tf.cast(tape.gradient(ours, x), tf.float32)
+    tol = 1e-6 if dtype == tf.float32 else 1e-2  # bf16: one rounding of the derivative.
+    np.testing.assert_allclose(got, want, atol=tol, rtol=tol)
+    assert got.numpy().min() < -0.1 and got.numpy().max() > 1.0  # GELU's dip and overshoot.
+
+
 @pytest.mark.parametrize("kind", ["ours", "model_garden"])
 def test_a_checked_encoder_loads_again_from_its_checkpoint_until_its_files_change(
         kind, tmp_path, vocab_file, monkeypatch):
