@@ -155,14 +155,20 @@ def test_gradients_are_clipped_to_their_global_norm():
 
     np.testing.assert_allclose(first_moment(1.0), [0.06, 0.08], rtol=1e-5)
     np.testing.assert_allclose(first_moment(0.0), [3.0, 4.0], rtol=1e-5)  # 0 turns it off.
+    np.testing.assert_allclose(first_moment(80.0), [3.0, 4.0], rtol=1e-5)  # Below the limit.
 
 
-def _adamw_reference(params, grads_per_step, lr, wd, decay_mask, b1=0.9, b2=0.999, eps=1e-6):
-    """AdamW in NumPy: decoupled decay, then Adam with Keras' epsilon placement."""
+def _adamw_reference(params, grads_per_step, lr, wd, decay_mask, b1=0.9, b2=0.999, eps=1e-6,
+                     clip_norm=0.0):
+    """AdamW in NumPy: the gradients clipped to a global norm (if `clip_norm`), decoupled
+    decay, then Adam with Keras' epsilon placement."""
     params = [p.astype(np.float64) for p in params]
     m = [np.zeros_like(p) for p in params]
     v = [np.zeros_like(p) for p in params]
     for t, grads in enumerate(grads_per_step, start=1):
+        norm = np.sqrt(sum((g * g).sum() for g in grads))
+        if clip_norm and norm > clip_norm:
+            grads = [g * clip_norm / norm for g in grads]
         alpha = lr * np.sqrt(1 - b2 ** t) / (1 - b1 ** t)
         for i, g in enumerate(grads):
             if decay_mask[i]:
@@ -173,13 +179,14 @@ def _adamw_reference(params, grads_per_step, lr, wd, decay_mask, b1=0.9, b2=0.99
     return params
 
 
-def test_fused_adamw_is_adamw_also_for_embedding_rows_seen_twice():
+@pytest.mark.parametrize("clip_norm", [0.0, 1e3, 0.5])  # Off, never reached, every step.
+def test_fused_adamw_is_adamw_also_for_embedding_rows_seen_twice(clip_norm):
     keras.utils.set_random_seed(0)
     table = tf.Variable(tf.random.normal([10, 4]), name="word_embeddings/embeddings")
     bias = tf.Variable(tf.random.normal([4]), name="dense/bias")
     start = [table.numpy(), bias.numpy()]
     opt = training.adamw(training.Schedule(learning_rate=1e-2, warmup=0.0, weight_decay=0.1,
-                                           clip_norm=0.0), total_steps=10 ** 6)
+                                           clip_norm=clip_norm), total_steps=10 ** 6)
     ids = tf.constant([[1, 2, 1, 1], [3, 1, 2, 9]])  # Row 1 four times, row 2 twice.
     seen = []
     for step in range(5):
@@ -191,7 +198,10 @@ def test_fused_adamw_is_adamw_also_for_embedding_rows_seen_twice():
         seen.append([tf.convert_to_tensor(g).numpy().astype(np.float64) for g in grads])
         opt.apply_gradients(zip(grads, [table, bias]))
     # The schedule's decay over 5 of 10^6 steps (5e-6 relative) is within the tolerance.
-    want = _adamw_reference(start, seen, 1e-2, 0.1, decay_mask=[True, False])
+    if clip_norm == 0.5:  # The clip is what this case tests: it must act at every step.
+        assert min(np.sqrt(sum((g * g).sum() for g in grads)) for grads in seen) > 0.5
+    want = _adamw_reference(start, seen, 1e-2, 0.1, decay_mask=[True, False],
+                            clip_norm=clip_norm)
     np.testing.assert_allclose(table.numpy(), want[0], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(bias.numpy(), want[1], rtol=1e-5, atol=1e-5)
 
