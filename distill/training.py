@@ -88,8 +88,8 @@ class AdamW(keras.optimizers.AdamW):
                 "beta1": beta_1, "beta2": beta_2, "beta1_power": tf.pow(beta_1, step),
                 "beta2_power": tf.pow(beta_2, step), "lr": tf.cast(self.learning_rate, dtype),
                 "epsilon": tf.cast(self.epsilon, dtype)}
-            # One scalar, so that the decay is one multiplication of each tensor, not two.
-            self._scalars[dtype]["decay"] = self._scalars[dtype]["lr"] * tf.cast(
+            # What the decay keeps of each weight: one multiplication of each tensor.
+            self._scalars[dtype]["keep"] = 1.0 - self._scalars[dtype]["lr"] * tf.cast(
                 self.weight_decay or 0.0, dtype)
         return self._scalars[dtype]
 
@@ -97,9 +97,9 @@ class AdamW(keras.optimizers.AdamW):
         if isinstance(gradient, tf.IndexedSlices):
             gradient = tf.convert_to_tensor(gradient)
         scalars = dict(self._step_scalars(variable.dtype))
-        decay = scalars.pop("decay")
+        keep = scalars.pop("keep")
         if self.weight_decay and self._use_weight_decay(variable):
-            variable.assign(variable * (1.0 - decay))
+            variable.assign(variable * keep)
         slot = self._index_dict[self._var_key(variable)]
         tf.raw_ops.ResourceApplyAdam(var=variable.handle, m=self._momentums[slot].handle,
                                      v=self._velocities[slot].handle, grad=gradient, **scalars)
