@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 import tensorflow_hub as hub
+from tensorflow.python.eager import record  # The tape's record of one op (`gelu_trained`).
 
 from distill import distribute, handles, rundir, weights
 from distill.errors import UserError
@@ -102,18 +103,28 @@ def save(obj, path: str, **kwargs) -> None:
         _portable = False
 
 
-@tf.custom_gradient
-def gelu_trained(x):
-    """`gelu` whose backward pass keeps only its input and computes its derivative,
-    Phi(x) + x * phi(x), again in float32: autodiff of `gelu` keeps three tensors of the
-    intermediate layer's size for each block (420 MiB of an L-12 H-512 student's peak)."""
-    def grad(dy):
-        x32 = tf.cast(x, tf.float32)
-        cdf = (tf.math.erf(x32 * 0.7071067811865476) + 1.0) * 0.5
-        pdf = tf.exp(-0.5 * tf.square(x32)) * 0.3989422804014327  # 1 / sqrt(2 pi)
-        return dy * tf.cast(cdf + x32 * pdf, dy.dtype)
+def _gelu_derivative(x, dtype):
+    """Phi(x) + x * phi(x), computed in float32, in `dtype`."""
+    x32 = tf.cast(x, tf.float32)
+    cdf = (tf.math.erf(x32 * 0.7071067811865476) + 1.0) * 0.5
+    pdf = tf.exp(-0.5 * tf.square(x32)) * 0.3989422804014327  # 1 / sqrt(2 pi)
+    return tf.cast(cdf + x32 * pdf, dtype)
 
-    return gelu(x), grad
+
+def gelu_trained(x):
+    """`gelu` whose backward pass keeps only its input and computes its derivative again:
+    autodiff of `gelu` keeps three tensors of the intermediate layer's size for each block
+    (420 MiB of an L-12 H-512 student's peak). Its gradient is recorded on the tape the way
+    `tf.custom_gradient` records one, without the gradient that decorator also registers, in
+    a graph, in a process-wide registry at every trace: that entry keeps each traced
+    training step, and the variables it captures, alive as long as the process. Graphs
+    traced by `save` use `gelu` (their readers need no gradient of ours)."""
+    if _portable:
+        return gelu(x)
+    y = tf.identity(gelu(x))
+    record.record_operation("GeluTrained", [y], [x],
+                            lambda dy: [dy * _gelu_derivative(x, dy.dtype)])
+    return y
 
 
 _ACTIVATIONS = {

@@ -182,16 +182,23 @@ def build_step(model: keras.Model, optimizer, loss_fn: Callable, schedule: Sched
     code costs about a second of every fit.
     """
     strategy = tf.distribute.get_strategy()
+    # On one device no all-reduce is traced (the batch's share is 1, and the gradients need no
+    # aggregation): TensorFlow's `ReplicaContext.all_reduce` registers a gradient in a
+    # process-wide registry at every trace, which keeps the traced step, and the variables it
+    # captures (the optimizer's slots, a sweep trial's whole model), alive for good.
+    distributed = tf.distribute.has_strategy()
 
     def replica_step(batch):
         size = tf.cast(tf.shape(batch[input_names[0]])[0], tf.float32)
-        share = size / tf.distribute.get_replica_context().all_reduce("SUM", size)
+        share = (size / tf.distribute.get_replica_context().all_reduce("SUM", size)
+                 if distributed else 1.0)
         with tf.GradientTape() as tape:
             logits = model({n: batch[n] for n in input_names}, training=True)
             loss, parts = loss_fn(logits, batch)
             loss = tf.where(size > 0, loss, 0.0) * share
         grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        optimizer.apply_gradients(zip(grads, model.trainable_variables),
+                                  skip_gradients_aggregation=not distributed)
         return loss, {k: tf.where(size > 0, v, 0.0) * share for k, v in parts.items()}
 
     compiled = (tf.function(replica_step, jit_compile=True, autograph=False)
