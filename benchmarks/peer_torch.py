@@ -171,6 +171,10 @@ def train(size: str, precision: str, examples: int = 1024, batch_size: int = 32)
 
 
 def run_case(case: str) -> dict:
+    import torch  # noqa: F401  (the import floor: what the process holds before any work)
+    import transformers  # noqa: F401
+
+    floor = processes.rss_kib() / 1024
     if case == "peak":
         result = peak_matmul()
     elif case.startswith("label-"):
@@ -179,7 +183,8 @@ def run_case(case: str) -> dict:
     else:
         _, size, precision = case.split("-")
         result = train(size, precision)
-    return {"case": case, **result, "peak_rss_mib": processes.peak_rss_kib() / 1024}
+    return {"case": case, **result, "peak_rss_mib": processes.peak_rss_kib() / 1024,
+            "import_rss_mib": floor}
 
 
 def available() -> bool:

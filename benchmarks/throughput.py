@@ -17,6 +17,7 @@ import os
 import sys
 import tempfile
 import time
+from typing import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -102,10 +103,33 @@ def write_store(store: str, source: data.Source) -> None:
                                for r in rows[start:start + count]))
 
 
-def profile_steps(model, ds, enc, steps: int = 10) -> dict:
-    """Where a training step's time goes: TensorFlow profiler, self time by op type."""
+def op_shares(run: Callable[[], None], name_part: str = "") -> dict:
+    """Where `run`'s time goes: TensorFlow profiler, self time by op type (the top six), and
+    the share of ops whose name contains `name_part`."""
     from tensorflow.python.profiler.internal import _pywrap_profiler_plugin as plugin
 
+    logdir = tempfile.mkdtemp(prefix="profile-")
+    tf.profiler.experimental.start(logdir)
+    run()
+    tf.profiler.experimental.stop()
+    xspace = [os.path.join(d, f) for d, _, fs in os.walk(logdir) for f in fs if f.endswith(".xplane.pb")]
+    table, _ = plugin.xspace_to_tools_data(xspace, "framework_op_stats", {})
+    by_type, named = {}, 0.0
+    for row in json.loads(table)[0]["rows"]:
+        cells = [c.get("v") for c in row["c"]]
+        op_type, op_name, self_us = cells[2], str(cells[3]), cells[7]
+        if op_type == "IDLE":
+            continue
+        by_type[op_type] = by_type.get(op_type, 0.0) + self_us
+        named += self_us if name_part and name_part in op_name else 0.0
+    total = sum(by_type.values())
+    top = sorted(by_type.items(), key=lambda kv: -kv[1])[:6]
+    return {"top_op_types_share": {k: round(v / total, 3) for k, v in top},
+            "named_share": round(named / total, 3)}
+
+
+def profile_steps(model, ds, enc, steps: int = 10) -> dict:
+    """Where a training step's time goes, the AdamW update's share apart."""
     optimizer = training.adamw(training.Schedule(), 1000)
     numbers = [{k: v for k, v in b.items() if v.dtype != tf.string}
                for b in training.batches(ds, enc, 32, shuffle_seed=0).take(steps + 3)]
@@ -120,25 +144,28 @@ def profile_steps(model, ds, enc, steps: int = 10) -> dict:
 
     for batch in numbers[:3]:
         step(batch)
-    logdir = tempfile.mkdtemp(prefix="profile-")
-    tf.profiler.experimental.start(logdir)
-    for batch in numbers[3:]:
-        step(batch)
-    tf.profiler.experimental.stop()
-    xspace = [os.path.join(d, f) for d, _, fs in os.walk(logdir) for f in fs if f.endswith(".xplane.pb")]
-    table, _ = plugin.xspace_to_tools_data(xspace, "framework_op_stats", {})
-    by_type, optimizer_time = {}, 0.0
-    for row in json.loads(table)[0]["rows"]:
-        cells = [c.get("v") for c in row["c"]]
-        op_type, op_name, self_us = cells[2], str(cells[3]), cells[7]
-        if op_type == "IDLE":
-            continue
-        by_type[op_type] = by_type.get(op_type, 0.0) + self_us
-        optimizer_time += self_us if "AdamW" in op_name else 0.0
-    total = sum(by_type.values())
-    top = sorted(by_type.items(), key=lambda kv: -kv[1])[:6]
-    return {"top_op_types_share": {k: round(v / total, 3) for k, v in top},
-            "adamw_update_share": round(optimizer_time / total, 3)}
+
+    def run():
+        for batch in numbers[3:]:
+            step(batch)
+
+    shares = op_shares(run, "AdamW")
+    return {"top_op_types_share": shares["top_op_types_share"],
+            "adamw_update_share": shares["named_share"]}
+
+
+def profile_labeling(fn, source: data.Source, packer: text.Packer, batches: int = 8) -> dict:
+    """Where labeling's time goes: `batches` length-sorted batches of 32, after warm-up."""
+    inputs = [{n: b[n] for n in encoders.INPUT_NAMES} for b in training.batches(
+        source.get_tfdata(), packer, 32, shuffle_seed=0, sort_window=16)][:batches]
+    for batch in inputs:
+        fn(batch)
+
+    def run():
+        for batch in inputs:
+            fn(batch).numpy()
+
+    return {"top_op_types_share": op_shares(run)["top_op_types_share"]}
 
 
 def build_encoder(root: str, name: str, cfg: encoders.BertConfig, vocab: str) -> str:
@@ -244,13 +271,18 @@ def label_rate(fn, source: data.Source, packer: text.Packer, in_flight: int | No
 
 
 def run_case(case: str, root: str, vocab: str, args) -> dict:
-    """One of our cases (`case_names`), in this process; its rate and this process's peak RSS."""
+    """One of our cases (`case_names`), in this process; its rate, this process's peak RSS and
+    its RSS before any work (the import floor: TensorFlow, tf-keras, TF Hub, tensorflow-text)."""
+    floor = processes.rss_kib() / 1024
     packer = text.Packer(text.load(vocab), SEQ)
     bf16 = case.endswith("bf16")
     distribute.set_precision("bfloat16" if bf16 else "float32")
     if case.startswith("label-"):
         fn, _ = models.load(os.path.join(root, "teacher"))
-        result = {"examples_per_s": label_rate(fn, sst2(args.examples), packer)}
+        rate = label_rate(fn, sst2(args.examples), packer)
+        peak = processes.peak_rss_kib() / 1024  # Before the profiler's own buffers.
+        result = {"examples_per_s": rate, "peak_rss_mib": peak,
+                  "profile": profile_labeling(fn, sst2(args.examples), packer)}
     else:
         _, size, way = case.split("|")
         window, _ = WAYS[way]
@@ -273,8 +305,9 @@ def run_case(case: str, root: str, vocab: str, args) -> dict:
                      tempfile.mkdtemp(dir=root))
         summary = training.fit(model, make, args.train_examples, loss_fn, schedule,
                                tempfile.mkdtemp(dir=root))
-        result = {"examples_per_s": summary["steady_examples_per_s"]}  # After the traced steps.
-    return {"case": case, **result, "peak_rss_mib": processes.peak_rss_kib() / 1024}
+        result = {"examples_per_s": summary["steady_examples_per_s"],  # After the traced steps.
+                  "peak_rss_mib": processes.peak_rss_kib() / 1024}
+    return {"case": case, **result, "import_rss_mib": floor}
 
 
 def run_cases(root: str, args, cases: list[str] | None = None,
@@ -385,12 +418,16 @@ def main() -> None:
         "ours_examples_per_s": ours_rate, "ours_real_tokens_per_s": ours_rate * label_len,
         "ours_mfu": ours_rate * label_len * per_token / result["peak_fp32_flops"],
         "ours_peak_rss_mib": cases["label-fp32"]["peak_rss_mib"],
+        "ours_import_rss_mib": cases["label-fp32"]["import_rss_mib"],
         "naive_examples_per_s": naive_rate, "naive_real_tokens_per_s": naive_rate * label_len,
         "naive_mfu": naive_rate * label_len * per_token / result["peak_fp32_flops"],
         "speedup": ours_rate / naive_rate, "batch": label.default_batch_size(),
         "ours_bf16_examples_per_s": bf16_rate,
         "ours_bf16_real_tokens_per_s": bf16_rate * label_len,
         "ours_bf16_peak_rss_mib": cases["label-bf16"]["peak_rss_mib"],
+        "ours_bf16_import_rss_mib": cases["label-bf16"]["import_rss_mib"],
+        "profile": {"fp32": cases["label-fp32"]["profile"],
+                    "bf16": cases["label-bf16"]["profile"]},
         "ours_bf16_mfu_vs_fp32_peak": bf16_rate * label_len * per_token / result["peak_fp32_flops"],
         "ours_mfu_vs_physical_fp32": ours_rate * label_len * per_token
         / result["physical_fp32"]["flops"]}
@@ -403,7 +440,7 @@ def main() -> None:
             rate = case["examples_per_s"]
             result["training"][name][way] = {
                 "examples_per_s": rate, "real_tokens_per_s": rate * train_len,
-                "peak_rss_mib": case["peak_rss_mib"],
+                "peak_rss_mib": case["peak_rss_mib"], "import_rss_mib": case["import_rss_mib"],
                 "mfu": rate * train_len * flops_per_token(cfg, train_len, backward=True)
                 / result["peak_fp32_flops"]}
         # The ceiling at this student's shapes: fp32 matmuls of one batch's tokens.
@@ -440,6 +477,10 @@ def main() -> None:
     print_tables(result)
 
 
+def shares(profile: dict) -> str:
+    return ", ".join(f"{op} {share:.0%}" for op, share in profile["top_op_types_share"].items())
+
+
 def print_tables(result: dict) -> None:
     lab, tr, st, mem = result["labeling"], result["training"], result["store"], result["memory_kib"]
     print(f"""
@@ -451,6 +492,9 @@ def print_tables(result: dict) -> None:
 | labeling, ours, precision=bfloat16 | {lab['ours_bf16_examples_per_s']:.1f} ex/s, MFU vs fp32 peak {lab['ours_bf16_mfu_vs_fp32_peak']:.1%}, {lab['ours_bf16_peak_rss_mib']:,.0f} MiB |
 | labeling, naive (predict, pad 128, batch 32) | {lab['naive_examples_per_s']:.1f} ex/s, {lab['naive_real_tokens_per_s']:.0f} tok/s, MFU {lab['naive_mfu']:.1%} |
 | labeling speed-up | {lab['speedup']:.1f}x |""" + "".join(f"""
+| where labeling's time goes, {p} (op self time) | {shares(lab['profile'][p])} |"""
+                                        for p in ("fp32", "bf16")) + f"""
+| where a training step's time goes, L-4 H-256 fp32 | {shares(tr['L-4 H-256']['profile'])}; AdamW update {tr['L-4 H-256']['profile']['adamw_update_share']:.0%} |""" + "".join(f"""
 | training {k}, {w} | {v['examples_per_s']:.1f} ex/s, {v['real_tokens_per_s']:.0f} tok/s, MFU {v['mfu']:.1%}, {v['peak_rss_mib']:,.0f} MiB |"""
                                             for k, ways in tr.items() for w, v in ways.items()
                                             if isinstance(v, dict) and "mfu" in v) + "".join(f"""
@@ -460,12 +504,19 @@ def print_tables(result: dict) -> None:
 | peak RSS labeling 1x / 10x | {mem['1x'] / 1024:.0f} / {mem['10x'] / 1024:.0f} MiB ({mem['ratio']:.2f}x) |""")
 
     if result.get("peer"):
+        # The import floor: what each process holds before any work (TensorFlow's ~700 MiB,
+        # PyTorch's ~220); the last column is the memory each side's work added to it.
         print("\n| workload | ours (tok/s, peak RSS) | PyTorch, best setting (tok/s, peak RSS) "
-              "| ours / peer | memory ours / peer |\n|---|---|---|---|---|")
+              "| ours / peer | memory ours / peer | import floor ours / peer "
+              "| memory above the floor ours / peer |\n|---|---|---|---|---|---|---|")
         for row in result["peer"]:
+            above = ((row["ours_rss_mib"] - row["ours_import_rss_mib"])
+                     / (row["peer_rss_mib"] - row["peer_import_rss_mib"]))
             print(f"| {row['workload']} | {row['ours']:,.0f} ({row['ours_rss_mib']:,.0f} MiB) | "
                   f"{row['peer']:,.0f} ({row['setting']}, {row['peer_rss_mib']:,.0f} MiB) | "
-                  f"{row['ratio']:.2f}x | {row['ours_rss_mib'] / row['peer_rss_mib']:.2f}x |")
+                  f"{row['ratio']:.2f}x | {row['ours_rss_mib'] / row['peer_rss_mib']:.2f}x | "
+                  f"{row['ours_import_rss_mib']:,.0f} / {row['peer_import_rss_mib']:,.0f} MiB | "
+                  f"{above:.2f}x |")
 
 
 def peer_rows(result: dict) -> list[dict]:
@@ -479,17 +530,18 @@ def peer_rows(result: dict) -> list[dict]:
     peer = {r["case"]: r for r in peer_torch.run_all(peer_torch.CASES) if "error" not in r}
     lab, tr = result["labeling"], result["training"]
     ours = {"labeling, BERT-Base size, fp32": (lab["ours_real_tokens_per_s"],
-                                               lab["ours_peak_rss_mib"], "label-fp32"),
+                                               lab["ours_peak_rss_mib"],
+                                               lab["ours_import_rss_mib"], "label-fp32"),
             "labeling, bf16": (lab["ours_bf16_real_tokens_per_s"], lab["ours_bf16_peak_rss_mib"],
-                               "label-bf16")}
+                               lab["ours_bf16_import_rss_mib"], "label-bf16")}
     for name in STUDENTS:
         for precision in ("fp32", "bf16"):
             way = tr[name][f"ours: sorted windows, {precision}"]
             ours[f"training {name}, {precision}"] = (
-                way["real_tokens_per_s"], way["peak_rss_mib"],
+                way["real_tokens_per_s"], way["peak_rss_mib"], way["import_rss_mib"],
                 f"train-{name.replace(' ', '').replace('-', '')}-{precision}")
     rows = []
-    for workload, (value, rss, prefix) in ours.items():
+    for workload, (value, rss, floor, prefix) in ours.items():
         options = {c: r for c, r in peer.items() if c.startswith(prefix)}
         if not options:
             continue
@@ -497,6 +549,7 @@ def peer_rows(result: dict) -> list[dict]:
         rows.append({"workload": workload, "ours": value, "ours_rss_mib": rss,
                      "peer": best["real_tokens_per_s"],
                      "setting": case, "peer_rss_mib": best["peak_rss_mib"],
+                     "ours_import_rss_mib": floor, "peer_import_rss_mib": best["import_rss_mib"],
                      "ratio": value / best["real_tokens_per_s"]})
     result["peer_peak"] = peer.get("peak")
     return rows

@@ -9,6 +9,7 @@ had done). Progress goes to a tqdm bar and TensorBoard (`WORKDIR/tensorboard`).
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import os
 import time
@@ -332,9 +333,18 @@ def fit(model: keras.Model, make_dataset: Callable[[int], tf.data.Dataset],
       evaluate: () -> {"split", "score"}, called before the first step and after each epoch
         (one device only): the summary's `epochs` then has the curve, epoch 0 first.
     """
-    with distribute.bf16_rewrite_for(model):  # Only where the policy cannot reach.
-        return _fit(model, make_dataset, examples, loss_fn, schedule, workdir, desc, input_names,
-                    evaluate)
+    # A traced function refers to itself in cycles and holds the variables it captures: a
+    # labeling function its teacher's weights, a training step the optimizer's slots (880 MB
+    # for BERT-Base). Python frees cycles only at a full collection, which comes by object
+    # count, not by size: without these the next stage allocated while they still held their
+    # memory (an L-12 H-512 student's second fit: 3,495 -> 2,947 MiB peak, RESULTS.md).
+    gc.collect()
+    try:
+        with distribute.bf16_rewrite_for(model):  # Only where the policy cannot reach.
+            return _fit(model, make_dataset, examples, loss_fn, schedule, workdir, desc,
+                        input_names, evaluate)
+    finally:
+        gc.collect()  # This fit's optimizer and step.
 
 
 def _fit(model: keras.Model, make_dataset: Callable[[int], tf.data.Dataset],
