@@ -333,18 +333,31 @@ def fit(model: keras.Model, make_dataset: Callable[[int], tf.data.Dataset],
       evaluate: () -> {"split", "score"}, called before the first step and after each epoch
         (one device only): the summary's `epochs` then has the curve, epoch 0 first.
     """
-    # A traced function refers to itself in cycles and holds the variables it captures: a
-    # labeling function its teacher's weights, a training step the optimizer's slots (880 MB
-    # for BERT-Base). Python frees cycles only at a full collection, which comes by object
-    # count, not by size: without these the next stage allocated while they still held their
-    # memory (an L-12 H-512 student's second fit: 3,495 -> 2,947 MiB peak, RESULTS.md).
-    gc.collect()
+    collect = _worth_collecting(model)
+    if collect:
+        gc.collect()  # What the last stage left: a labeling function holds its teacher.
     try:
         with distribute.bf16_rewrite_for(model):  # Only where the policy cannot reach.
             return _fit(model, make_dataset, examples, loss_fn, schedule, workdir, desc,
                         input_names, evaluate)
     finally:
-        gc.collect()  # This fit's optimizer and step.
+        if collect:
+            gc.collect()  # This fit's optimizer and step.
+
+
+# A traced function refers to itself in cycles and holds the variables it captures: a labeling
+# function its teacher's weights, a training step the optimizer's slots (880 MB for BERT-Base).
+# Python frees cycles only at a full collection, which comes by object count, not by size:
+# without one the next stage allocated while they still held their memory (an L-12 H-512
+# student's second fit: 3,478 -> 2,947 MiB peak, benchmarks/RESULTS.md). A collection takes a
+# few tenths of a second, so `fit` runs one before and after only for a model this big
+# (every pretrained student is; test encoders are not).
+COLLECT_FROM_BYTES = 8 * 2 ** 20
+
+
+def _worth_collecting(model: keras.Model) -> bool:
+    size = sum(v.shape.num_elements() * v.dtype.size for v in model.trainable_variables)
+    return size >= COLLECT_FROM_BYTES
 
 
 def _fit(model: keras.Model, make_dataset: Callable[[int], tf.data.Dataset],
