@@ -356,7 +356,7 @@ COLLECT_FROM_BYTES = 8 * 2 ** 20
 
 
 def _worth_collecting(model: keras.Model) -> bool:
-    size = sum((v.shape.num_elements() or 0) * v.dtype.size for v in model.trainable_variables)
+    size = sum(v.shape.num_elements() * v.dtype.size for v in model.trainable_variables)
     return size >= COLLECT_FROM_BYTES
 
 
