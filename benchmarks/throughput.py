@@ -279,10 +279,11 @@ def run_case(case: str, root: str, vocab: str, args) -> dict:
     distribute.set_precision("bfloat16" if bf16 else "float32")
     if case.startswith("label-"):
         fn, _ = models.load(os.path.join(root, "teacher"))
-        rate = label_rate(fn, sst2(args.examples), packer)
+        source = sst2(args.examples)
+        rate = label_rate(fn, source, packer)
         peak = processes.peak_rss_kib() / 1024  # Before the profiler's own buffers.
         result = {"examples_per_s": rate, "peak_rss_mib": peak,
-                  "profile": profile_labeling(fn, sst2(args.examples), packer)}
+                  "profile": profile_labeling(fn, source, packer)}
     else:
         _, size, way = case.split("|")
         window, _ = WAYS[way]
