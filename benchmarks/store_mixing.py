@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 
 import processes  # benchmarks/, this script's directory
@@ -75,20 +74,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--records", type=int, default=1_000_000)
     args = parser.parse_args()
-    root = tempfile.mkdtemp(prefix="store_mixing_")
-    path = os.path.join(root, "store")
-    t0 = time.time()
-    write_store(path, args.records)
-    print(f"wrote {args.records:,} records in {time.time() - t0:.0f} s ({path})")
-    print("| reader | records/s | peak RSS | source shares, first tenth | last tenth | "
-          "largest gap to 1/3 |")
-    print("|---|---|---|---|---|---|")
-    for name, mixed in (("mixed (read_mixed)", True), ("store order (read)", False)):
-        code = CHILD.format(root=ROOT, here=processes.HERE, store=path, mixed=mixed)
-        r = processes.run_python(["-c", code])
-        gap = max(abs(s - 1 / 3) for tenth in r["shares"] for s in tenth)
-        print(f"| {name} | {r['records'] / r['seconds']:,.0f} | {r['peak_rss_kib'] / 1024:.0f} MiB "
-              f"| {r['shares'][0]} | {r['shares'][-1]} | {gap:.3f} |", flush=True)
+    with processes.scratch("store_mixing_") as root:
+        path = os.path.join(root, "store")
+        t0 = time.time()
+        write_store(path, args.records)
+        print(f"wrote {args.records:,} records in {time.time() - t0:.0f} s ({path})")
+        print("| reader | records/s | peak RSS | source shares, first tenth | last tenth | "
+              "largest gap to 1/3 |")
+        print("|---|---|---|---|---|---|")
+        for name, mixed in (("mixed (read_mixed)", True), ("store order (read)", False)):
+            code = CHILD.format(root=ROOT, here=processes.HERE, store=path, mixed=mixed)
+            r = processes.run_python(["-c", code])
+            gap = max(abs(s - 1 / 3) for tenth in r["shares"] for s in tenth)
+            print(f"| {name} | {r['records'] / r['seconds']:,.0f} | {r['peak_rss_kib'] / 1024:.0f} MiB "
+                  f"| {r['shares'][0]} | {r['shares'][-1]} | {gap:.3f} |", flush=True)
 
 
 if __name__ == "__main__":

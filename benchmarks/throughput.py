@@ -108,12 +108,13 @@ def op_shares(run: Callable[[], None], name_part: str = "") -> dict:
     the share of ops whose name contains `name_part`."""
     from tensorflow.python.profiler.internal import _pywrap_profiler_plugin as plugin
 
-    logdir = tempfile.mkdtemp(prefix="profile-")
-    tf.profiler.experimental.start(logdir)
-    run()
-    tf.profiler.experimental.stop()
-    xspace = [os.path.join(d, f) for d, _, fs in os.walk(logdir) for f in fs if f.endswith(".xplane.pb")]
-    table, _ = plugin.xspace_to_tools_data(xspace, "framework_op_stats", {})
+    with processes.scratch("profile-") as logdir:
+        tf.profiler.experimental.start(logdir)
+        run()
+        tf.profiler.experimental.stop()
+        xspace = [os.path.join(d, f) for d, _, fs in os.walk(logdir) for f in fs
+                  if f.endswith(".xplane.pb")]
+        table, _ = plugin.xspace_to_tools_data(xspace, "framework_op_stats", {})
     by_type, named = {}, 0.0
     for row in json.loads(table)[0]["rows"]:
         cells = [c.get("v") for c in row["c"]]
@@ -371,7 +372,12 @@ def main() -> None:
     if args.case:
         print(json.dumps(run_case(args.case, args.root, vocab, args)))
         return
-    root = tempfile.mkdtemp(prefix="throughput-")
+    with processes.scratch("throughput-") as root:
+        run_all(root, vocab, args)
+
+
+def run_all(root: str, vocab: str, args) -> None:
+    """Every measure of the benchmark, its encoders, stores and runs built under `root`."""
     result = {"machine": {"cores": os.cpu_count()}}
     if args.memory_only:
         factors = tuple(int(f) for f in args.memory_only.split(","))

@@ -15,7 +15,6 @@ import json
 import os
 import random
 import sys
-import tempfile
 
 import processes  # benchmarks/, this script's directory
 
@@ -70,27 +69,27 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000,1000000")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    root = tempfile.mkdtemp(prefix="transfer-bench-")
-    glue, full = make_data(root, max(sizes))
-    print("| examples | seconds | examples/s | kept | duplicates dropped | peak RSS (MiB) |")
-    print("|---|---|---|---|---|---|")
-    results = []
-    for n in sizes:
-        text = os.path.join(root, f"first{n}.txt")
-        with open(full) as src, open(text, "w") as dst:
-            for _, line in zip(range(n), src):
-                dst.write(line)
-        try:
-            r = processes.run_python(["-c", CHILD.format(root=ROOT, here=processes.HERE,
-                                                         glue=glue, text=text)])
-        except RuntimeError as e:
-            sys.exit(str(e))
-        r["examples"] = n
-        results.append(r)
-        dropped = r["report"]["sampled"] - r["report"]["after_duplicates"]
-        print(f"| {n:,} | {r['seconds']:.1f} | {n / r['seconds']:,.0f} | {r['kept']:,} | "
-              f"{dropped:,} | {r['peak_rss_kib'] / 1024:,.0f} |", flush=True)
-    print(json.dumps(results))
+    with processes.scratch("transfer-bench-") as root:
+        glue, full = make_data(root, max(sizes))
+        print("| examples | seconds | examples/s | kept | duplicates dropped | peak RSS (MiB) |")
+        print("|---|---|---|---|---|---|")
+        results = []
+        for n in sizes:
+            text = os.path.join(root, f"first{n}.txt")
+            with open(full) as src, open(text, "w") as dst:
+                for _, line in zip(range(n), src):
+                    dst.write(line)
+            try:
+                r = processes.run_python(["-c", CHILD.format(root=ROOT, here=processes.HERE,
+                                                             glue=glue, text=text)])
+            except RuntimeError as e:
+                sys.exit(str(e))
+            r["examples"] = n
+            results.append(r)
+            dropped = r["report"]["sampled"] - r["report"]["after_duplicates"]
+            print(f"| {n:,} | {r['seconds']:.1f} | {n / r['seconds']:,.0f} | {r['kept']:,} | "
+                  f"{dropped:,} | {r['peak_rss_kib'] / 1024:,.0f} |", flush=True)
+        print(json.dumps(results))
 
 
 if __name__ == "__main__":
