@@ -8,6 +8,7 @@ fingerprints), written when the stage starts, and `done.json` (fingerprint and
 summary), written last. `stage()` is the one skeleton every stage runs through:
 a rerun skips a done stage with the same inputs, resumes an unfinished one,
 and refuses, without touching anything, a directory made from other inputs.
+A finished stage keeps no checkpoint to resume from: it is never resumed.
 
     python -c "from distill.rundir import RunDir; print(RunDir('runs/demo').student_model)"
 """
@@ -32,6 +33,12 @@ from distill import distribute, stages
 from distill.errors import UserError
 
 INPUTS, DONE = "inputs.json", "done.json"
+TRAIN = "train"  # In a training stage's directory: its checkpoints and TensorBoard logs.
+
+
+def checkpoints(workdir: str) -> str:
+    """Where `training.fit` keeps what it resumes from: weights, optimizer slots and step."""
+    return os.path.join(workdir, "checkpoints")
 
 
 class RunDir:
@@ -69,8 +76,8 @@ class RunDir:
     def workdir(self, stage: str, restart: int | None = None) -> str:
         """Checkpoints and TensorBoard logs of a training stage (of one teacher restart)."""
         if restart is None:
-            return os.path.join(self.stage_dir(stage), "train")
-        return os.path.join(self.stage_dir(stage), f"restart{restart}", "train")
+            return os.path.join(self.stage_dir(stage), TRAIN)
+        return os.path.join(self.stage_dir(stage), f"restart{restart}", TRAIN)
 
     @property
     def restarts(self) -> str:
@@ -246,6 +253,11 @@ def finish(stage_dir: str, inputs: dict, summary: dict) -> dict:
     record = {"fingerprint": fingerprint(inputs), "summary": summary}
     if distribute.is_chief():  # Other workers of a cluster leave the record to the chief.
         write_json_atomic(os.path.join(stage_dir, DONE), record)
+        # A done stage is skipped, never resumed, so its last checkpoint (the weights and
+        # AdamW's two slots: three times the model, 1.3 GB for a BERT-Base teacher) would
+        # only fill the disk, once per stage of every sweep trial and grid cell. Its model,
+        # weights, curve and logs stay.
+        shutil.rmtree(checkpoints(os.path.join(stage_dir, TRAIN)), ignore_errors=True)
     return record
 
 

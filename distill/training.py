@@ -372,7 +372,7 @@ def _fit(model: keras.Model, make_dataset: Callable[[int], tf.data.Dataset],
     optimizer.build(model.trainable_variables)
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
-    checkpoints = os.path.join(workdir, "checkpoints")
+    checkpoints = rundir.checkpoints(workdir)
     start = restore(ckpt, checkpoints, step, desc)
     writer = (tf.summary.create_file_writer(os.path.join(workdir, "tensorboard")) if chief
               else tf.summary.create_noop_writer())

@@ -43,6 +43,11 @@ def test_demo_writes_a_complete_run_and_resumes(tmp_path):
     assert f"Open {out}/report.md" in result.stdout
     for name in ("teacher", "store", "student", "metrics.json", "report.md", "config.yaml"):
         assert (out / name).exists(), name
+    # Finished stages keep their models, weights and logs, not what they would resume from.
+    assert not list(out.rglob("checkpoints"))
+    assert len(list(out.rglob("tensorboard"))) == 3  # teacher, distill, finetune
+    for stage in ("teacher", "student/distill", "student/finetune"):
+        assert (out / stage / "model" / "saved_model.pb").is_file(), stage
 
     manifest, ids, logits = read_store_plainly(str(out / "store"))
     assert manifest["complete"] and manifest["examples"] == 6000 == len(ids)

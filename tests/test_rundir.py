@@ -1,6 +1,7 @@
 """The run directory's owner: paths, the stage skeleton's skip / resume / refusal, atomic writes."""
 import json
 import os
+import pathlib
 
 import pytest
 
@@ -40,6 +41,29 @@ def test_a_done_stage_is_skipped_and_an_unfinished_one_resumes(tmp_path):
     os.remove(os.path.join(stage_dir, rundir.DONE))
     rundir.stage("demo", stage_dir, inputs, work)
     assert calls == [0, 1]
+
+
+def test_a_finished_stage_keeps_no_checkpoint_to_resume_from(tmp_path):
+    stage_dir = tmp_path / "stage"
+    train = stage_dir / rundir.TRAIN
+    kept = [stage_dir / "model" / "saved_model.pb", train / "epochs.json",
+            train / "tensorboard" / "events.out"]
+
+    def work(fail: bool):
+        for path in [*kept, pathlib.Path(rundir.checkpoints(str(train))) / "ckpt-7.index"]:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("x")
+        if fail:
+            raise RuntimeError("killed midway")
+        return {"steps": 7}
+
+    with pytest.raises(RuntimeError):  # Unfinished: the checkpoint is what it resumes from.
+        rundir.stage("demo", str(stage_dir), {"lr": 0.1}, lambda: work(fail=True))
+    assert os.listdir(rundir.checkpoints(str(train))) == ["ckpt-7.index"]
+    rundir.stage("demo", str(stage_dir), {"lr": 0.1}, lambda: work(fail=False))
+    assert not os.path.exists(rundir.checkpoints(str(train)))
+    assert all(path.read_text() == "x" for path in kept)
+    assert (stage_dir / rundir.DONE).is_file()
 
 
 def test_a_stage_made_from_other_inputs_is_refused_and_left_alone(tmp_path):
